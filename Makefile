@@ -1,0 +1,21 @@
+# Convenience targets; the scripts they call work without make (see README).
+.PHONY: install test run backtest bench lint fmt
+
+install:
+	bash scripts/install.sh dev
+
+test:
+	bash scripts/test.sh
+
+run backtest:
+	bash scripts/run.sh
+
+bench: install
+	.venv/bin/python scripts/bench_core.py
+	.venv/bin/python scripts/bench_backtest.py
+
+lint: install
+	.venv/bin/ruff format --check . && .venv/bin/ruff check .
+
+fmt: install
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .

@@ -1,0 +1,208 @@
+"""`mm` command line: the composition root, the only place that picks concrete classes.
+
+Owns: argument parsing, wiring config -> venue/journal/engine, exit codes (0 ok, 1 runtime
+failure, 2 bad config or usage) and what is printed. Must not: hold trading logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from connectors.simulated import markets
+from connectors.simulated.exchange import SimConfig, SimulatedExchange, rules_for
+from connectors.simulated.faults import FaultConfig
+from connectors.simulated.feeds import FeedError, PricePath, candle_path, load_csv, random_walk
+from mm import config, report
+from mm.core.rounding import is_multiple
+from mm.engine.backtest import Backtest, BacktestResult
+from mm.engine.clock import VirtualClock
+from mm.engine.symbol_engine import EngineConfig, SymbolEngine
+from mm.errors import ConfigError, MMError
+from mm.observability.logs import setup_logging
+from mm.store.journal import Journal
+
+log = logging.getLogger("mm.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mm", description="OpenSQT grid market maker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    bt = sub.add_parser("backtest", help="run the grid over a price series (virtual clock)")
+    bt.add_argument("--config", type=Path, default=Path("configs/backtest.yaml"))
+    bt.add_argument("--data", type=Path, help="CSV of candles or trades (default: random walk)")
+    bt.add_argument("--report", type=Path, metavar="DIR", help="write summary.json and chart.png")
+    bt.add_argument("--candles", type=int, help="override feed.candles of the random walk")
+    bt.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal)",
+    )
+    bt.add_argument("-v", "--verbose", action="store_true", help="log every rejected order")
+    return parser
+
+
+def _price_path(cfg: config.BacktestSettings, data: Path | None, candles: int | None) -> PricePath:
+    rules = rules_for(cfg.symbol)
+    assert rules is not None
+    if data is not None:
+        return load_csv(data, rules.tick_size)
+    base = cfg.symbol.removesuffix("-PERP")
+    start = cfg.feed.start_price or markets.start_price(base)
+    count = candles if candles is not None else cfg.feed.candles
+    if count < 1:
+        raise ConfigError(f"--candles = {count}: must be at least 1")
+    walk = random_walk(
+        count,
+        start,
+        rules.tick_size,
+        volatility=cfg.feed.volatility,
+        drift=cfg.feed.drift,
+        seed=cfg.feed.seed,
+    )
+    return candle_path(walk)
+
+
+def _check(cfg: config.BacktestSettings) -> None:
+    rules = rules_for(cfg.symbol)
+    if rules is None:
+        listed = [s for b in markets.SYMBOLS for s in (b, b + "-PERP")]
+        raise ConfigError(f"symbol = {cfg.symbol!r}: not listed; allowed: {', '.join(listed)}")
+    if not is_multiple(cfg.grid.interval, rules.tick_size):
+        raise ConfigError(
+            f"grid.interval = {cfg.grid.interval}: must be a multiple of {cfg.symbol}'s tick size "
+            f"{rules.tick_size}"
+        )
+
+
+async def _run_backtest(
+    cfg: config.BacktestSettings, path: PricePath, progress: bool
+) -> tuple[BacktestResult, SymbolEngine, float]:
+    rules = rules_for(cfg.symbol)
+    assert rules is not None
+    base = cfg.symbol.removesuffix("-PERP")
+    clock = VirtualClock(int(path.ts_ms[0]))
+    ex = cfg.exchange
+    venue = SimulatedExchange(
+        SimConfig(
+            balances=dict(ex.balances),
+            maker_fee_rate=ex.maker_fee_rate,
+            taker_fee_rate=ex.taker_fee_rate,
+            leverage=ex.leverage,
+            partial_fill_ratio=ex.partial_fill_ratio,
+            consistency_window_ms=ex.consistency_window_ms,
+            faults=FaultConfig(**ex.faults.model_dump()),
+            start_prices={base: int(path.price[0]) * rules.tick_size},
+        ),
+        clock,
+    )
+    journal = Journal(cfg.journal_path, durable=False)
+    engine = SymbolEngine(EngineConfig(cfg.symbol, cfg.grid.params()), venue, journal, clock)
+    await engine.start()
+    closes = np.flatnonzero(np.r_[path.candle[1:] != path.candle[:-1], True])
+    backtest = Backtest(engine, venue, clock, path.ts_ms, path.price, closes)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(path), unit="pt", unit_scale=True, desc="backtest", file=sys.stderr)
+    started = time.perf_counter()
+    try:
+        result = await backtest.run(progress=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    return result, engine, time.perf_counter() - started
+
+
+def _write_report(
+    directory: Path,
+    cfg: config.BacktestSettings,
+    path: PricePath,
+    result: BacktestResult,
+    engine: SymbolEngine,
+    seconds: float,
+) -> None:
+    tick = float(engine.rules.tick_size)  # type: ignore[union-attr]
+    candles = path.candles
+    strategy = engine.strategy
+    levels: list[float] = []
+    if strategy is not None:
+        lo, hi = float(np.min(candles.low)) * tick, float(np.max(candles.high)) * tick
+        k_lo = strategy.nearest_level(engine.rules.tick_size * int(np.min(candles.low))) - 1  # type: ignore[union-attr]
+        k_hi = strategy.nearest_level(engine.rules.tick_size * int(np.max(candles.high))) + 1  # type: ignore[union-attr]
+        levels = [float(strategy.level_price(k)) for k in range(k_lo, k_hi + 1)]
+        levels = [lv for lv in levels if lo <= lv <= hi]
+    fills = [
+        (f.ts_ms, float(f.price), f.side.value == "BUY") for f in engine.journal.fills(cfg.symbol)
+    ]
+    json_path = report.write_json(
+        directory,
+        result.summary,
+        {
+            "symbol": cfg.symbol,
+            "seconds": round(seconds, 3),
+            "anchor": str(strategy.anchor) if strategy else None,
+            "grid": cfg.grid.model_dump(mode="json"),
+        },
+    )
+    png_path = report.write_png(
+        directory,
+        times_ms=candles.ts_ms,
+        closes=candles.close * tick,
+        equity=result.equity,
+        levels=levels,
+        fills=fills,
+        title=f"{cfg.symbol} grid backtest",
+    )
+    print(f"report: {json_path} {png_path}")
+
+
+def backtest(args: argparse.Namespace) -> int:
+    cfg = config.load(config.BacktestSettings, args.config)
+    _check(cfg)
+    data = args.data or cfg.data
+    try:
+        path = _price_path(cfg, data, args.candles)
+    except FeedError as e:
+        raise ConfigError(f"data {data}: {e}") from e
+    if not args.verbose:
+        logging.getLogger("mm.engine").setLevel(logging.ERROR)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    result, engine, seconds = asyncio.run(_run_backtest(cfg, path, progress))
+    if engine.state.value == "HALTED":
+        print(f"halted: {engine.halt_reason}", file=sys.stderr)
+    for line in report.summary_lines(result.summary, cfg.symbol, seconds):
+        print(line)
+    if args.report is not None:
+        _write_report(args.report, cfg, path, result, engine, seconds)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging()
+    try:
+        return {"backtest": backtest}[args.command](args)
+    except ConfigError as e:
+        for line in str(e).splitlines():
+            print(f"config error: {line}", file=sys.stderr)
+        return 2
+    except MMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

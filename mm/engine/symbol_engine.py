@@ -1,0 +1,363 @@
+"""SymbolEngine: one symbol's event -> core -> journal -> exchange -> journal loop (DESIGN 4).
+
+Owns: the order of effects that makes a crash harmless. For every event it
+1. applies it to the PositionManager and asks the GridStrategy for commands (pure);
+2. journals the resulting state, fills and every new order as INTENT in ONE transaction;
+3. sends the commands (bounded concurrency, retries with the same client id);
+4. journals each outcome (OPEN / REJECTED with reason / UNKNOWN).
+Startup is recovery (`mm.engine.reconcile`): nothing is quoted before it succeeds.
+
+Must not: import ray, ccxt or grpc, or know which exchange/driver it runs under — the backtest,
+the tests and the live actor all drive this same class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from mm.core.commands import CancelAll, CancelOrder, Command, PlaceOrder
+from mm.core.grid import GridParams, GridStrategy
+from mm.core.model import ZERO, MarketRules, OrderReport, OrderRequest, OrderStatus, PriceTick
+from mm.core.position import PositionManager, SlotOrder
+from mm.core.rounding import snap_price
+from mm.engine import reconcile
+from mm.errors import (
+    DuplicateOrder,
+    Halted,
+    OperationalError,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    TemporaryError,
+)
+from mm.ports import Clock, Exchange
+from mm.store.journal import Journal, totals_to_text
+
+log = logging.getLogger(__name__)
+
+
+class EngineState(enum.Enum):
+    CREATED = "CREATED"
+    RECOVERING = "RECOVERING"
+    QUOTING = "QUOTING"
+    HALTED = "HALTED"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    symbol: str
+    params: GridParams
+    max_concurrency: int = 4
+    send_attempts: int = 3
+    retry_base_s: float = 0.05
+    reconcile_tolerance_qty: Decimal = ZERO
+    consistency_window_ms: int = 0
+    spot_base_baseline: Decimal | None = None
+
+
+Phase = Callable[[str], None]
+SETTLE_ROUNDS = 3
+
+
+def _no_phase(_: str) -> None:
+    return None
+
+
+def _nominal(
+    command: PlaceOrder | CancelOrder, report: OrderReport, before: SlotOrder | None
+) -> bool:
+    """Did the command have exactly its intended effect (no fill, no reject)?"""
+    filled_before = before.filled_qty if before is not None else ZERO
+    if report.filled_qty != filled_before:
+        return False
+    wanted = OrderStatus.OPEN if isinstance(command, PlaceOrder) else OrderStatus.CANCELED
+    return report.status is wanted
+
+
+class SymbolEngine:
+    def __init__(
+        self,
+        config: EngineConfig,
+        exchange: Exchange,
+        journal: Journal,
+        clock: Clock,
+        *,
+        on_phase: Phase = _no_phase,
+    ) -> None:
+        self.config = config
+        self.symbol = config.symbol
+        self.exchange = exchange
+        self.journal = journal
+        self.clock = clock
+        self.on_phase = on_phase
+        self.state = EngineState.CREATED
+        self.halt_reason = ""
+        self.rules: MarketRules | None = None
+        self.pm = PositionManager(self.symbol)
+        self.strategy: GridStrategy | None = None
+        self.last_tick: PriceTick | None = None
+        self.risk_halted = False
+        self.pending_rebuild: reconcile.Rebuild | None = None
+        self._meta_pending: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+        self._sem = asyncio.Semaphore(config.max_concurrency)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the journal and reconcile with the exchange; quote only if that succeeds."""
+        async with self._lock:
+            self.state = EngineState.RECOVERING
+            rules = await self.exchange.load_markets([self.symbol])
+            self.rules = rules[self.symbol]
+            await self._recover(load=True)
+
+    async def reconcile(self) -> None:
+        """Periodic / after-reconnect recovery against the exchange (journal stays loaded)."""
+        async with self._lock:
+            if self.rules is not None:
+                await self._recover(load=False)
+
+    async def _recover(self, *, load: bool) -> None:
+        try:
+            await reconcile.recover(self, load=load)
+        except OperationalError as e:
+            self.halt(str(e))
+            return
+        if self.state is not EngineState.HALTED:
+            self.state = EngineState.QUOTING
+        if self.strategy is not None:
+            self.strategy.invalidate()
+
+    def halt(self, reason: str) -> None:
+        """Stop sending orders for this symbol (orders resting on the venue stay)."""
+        log.error("halting %s: %s", self.symbol, reason)
+        self.state = EngineState.HALTED
+        self.halt_reason = reason
+
+    def set_risk_halted(self, halted: bool) -> None:
+        """Global risk state: when True no opening orders are placed and live ones are cancelled."""
+        self.risk_halted = halted
+
+    def establish_anchor(self, price: Decimal) -> None:
+        """Create the strategy at `price` snapped to tick; persisted once, never moved."""
+        assert self.rules is not None
+        anchor = snap_price(price, self.rules)
+        self.strategy = GridStrategy(self.config.params, self.rules, anchor)
+        self._meta_pending["anchor"] = str(anchor)  # committed with the next change set
+
+    # -- events ------------------------------------------------------------------------------
+    async def on_tick(self, tick: PriceTick) -> None:
+        async with self._lock:
+            self.last_tick = tick
+            if self.state is not EngineState.QUOTING:
+                return
+            if self.strategy is None:
+                rebuild = self.pending_rebuild
+                self.establish_anchor(rebuild.anchor if rebuild and rebuild.anchor else tick.price)
+                if rebuild is not None:
+                    reconcile.rebuild_inventory(self, rebuild)
+                self._commit()  # the anchor and any rebuilt slots in one transaction
+            await self._decide_and_act()
+
+    def note_price(self, tick: PriceTick) -> None:
+        """Record the current price without deciding (a backtest does this before delivering the
+        order reports of the same path point, so decisions on them see that point's price)."""
+        self.last_tick = tick
+
+    async def on_order_report(self, report: OrderReport) -> None:
+        async with self._lock:
+            fill = self.pm.apply_report(report)
+            if fill is not None:
+                self.on_phase("fill_received")
+            self._commit()
+            if self.state is EngineState.QUOTING and self.last_tick is not None:
+                await self._decide_and_act()
+
+    async def execute(self, commands: Sequence[Command]) -> None:
+        """Carry out commands from outside the strategy (e.g. CancelAll to drain a symbol)."""
+        async with self._lock:
+            await self._act(list(commands))
+
+    # -- the protocol ------------------------------------------------------------------------
+    async def _decide_and_act(self) -> None:
+        """Decide and act until the strategy is satisfied (a confirmed cancel frees room for the
+        replacement at once), at most `SETTLE_ROUNDS` rounds per event."""
+        assert self.strategy is not None and self.last_tick is not None
+        tick = self.last_tick
+        for _ in range(SETTLE_ROUNDS):
+            if self.state is not EngineState.QUOTING:
+                return
+            commands = self.strategy.decide(
+                self.pm.snapshot(),
+                tick.price,
+                now_ms=self.clock.now_ms(),
+                risk_halted=self.risk_halted,
+                bid=tick.bid,
+                ask=tick.ask,
+            )
+            if not commands:
+                return
+            if await self._act(commands):
+                self.strategy.settled(self.pm.snapshot(), self.clock.now_ms())
+
+    def _commit(self) -> None:
+        """Journal everything the position manager changed (and pending meta) in one transaction."""
+        changes = self.pm.take_changes()
+        if changes or self._meta_pending:
+            meta = {
+                "next_generation": str(self.pm.next_generation),
+                "totals": totals_to_text(self.pm.totals),
+                **self._meta_pending,
+            }
+            self.journal.commit(self.symbol, changes, meta)
+            self._meta_pending = {}
+
+    async def _act(self, commands: list[Command]) -> bool:
+        """Journal, send, journal outcomes. True when every outcome was the nominal one."""
+        if self.state is EngineState.HALTED and any(isinstance(c, PlaceOrder) for c in commands):
+            raise Halted(f"{self.symbol} is halted: {self.halt_reason}")
+        now = self.clock.now_ms()
+        expanded: list[PlaceOrder | CancelOrder] = []
+        for command in commands:
+            if isinstance(command, CancelAll):
+                expanded += [
+                    CancelOrder(self.symbol, o.client_id, o.level, command.reason)
+                    for o in self.pm.live_orders()
+                ]
+            else:
+                expanded.append(command)
+        for command in expanded:  # 2. journal before acting
+            if isinstance(command, PlaceOrder):
+                self.pm.record_intent(command, now)
+            else:
+                self.pm.record_cancel_requested(command.client_id, now)
+        self._commit()
+        self.on_phase("intent_committed")
+        outcomes = await asyncio.gather(*(self._send(c) for c in expanded))  # 3. act
+        self.on_phase("sent")
+        nominal = True
+        for command, report in zip(expanded, outcomes, strict=True):  # 4. journal the outcomes
+            if report is None:
+                nominal = False
+                continue
+            before = self.pm.order(command.client_id)
+            nominal = nominal and _nominal(command, report, before)
+            self.pm.apply_report(report)
+        self._commit()
+        self.on_phase("outcome_committed")
+        return nominal
+
+    async def _send(self, command: PlaceOrder | CancelOrder) -> OrderReport | None:
+        async with self._sem:
+            if isinstance(command, PlaceOrder):
+                return await self._place(command)
+            return await self._cancel(command)
+
+    async def _retrying(self, call: Callable[[], object]) -> object:
+        """Run `call`, retrying temporary errors with exponential backoff; re-raise the last."""
+        for attempt in range(self.config.send_attempts):
+            try:
+                return await call()  # type: ignore[misc]
+            except TemporaryError as e:
+                if attempt + 1 == self.config.send_attempts:
+                    raise
+                delay = self.config.retry_base_s * (2**attempt)
+                if isinstance(e, RateLimited) and e.retry_after_s:
+                    delay = max(delay, e.retry_after_s)
+                await self.clock.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _report(self, order: SlotOrder, status: OrderStatus, reason: str) -> OrderReport:
+        return OrderReport(
+            symbol=self.symbol,
+            client_id=order.client_id,
+            side=order.side,
+            price=order.price,
+            qty=order.qty,
+            status=status,
+            filled_qty=order.filled_qty,
+            avg_price=order.avg_price,
+            fee=order.fee,
+            ts_ms=self.clock.now_ms(),
+            reason=reason,
+        )
+
+    async def _place(self, command: PlaceOrder) -> OrderReport | None:
+        request = OrderRequest(
+            command.symbol,
+            command.client_id,
+            command.side,
+            command.price,
+            command.qty,
+            command.post_only,
+            command.reduce_only,
+        )
+        order = self.pm.order(command.client_id)
+        assert order is not None
+        try:
+            return await self._retrying(lambda: self.exchange.place_order(request))  # type: ignore[return-value]
+        except DuplicateOrder:
+            return await self._lookup(command.client_id)  # an earlier attempt got through
+        except OrderRejected as e:
+            log.warning("%s %s rejected: %s", self.symbol, command.client_id, e)
+            return self._report(order, OrderStatus.REJECTED, e.reason)
+        except TemporaryError as e:
+            log.warning("%s %s outcome unknown: %s", self.symbol, command.client_id, e)
+            return self._report(order, OrderStatus.UNKNOWN, "timeout")
+        except OperationalError as e:
+            self.halt(f"placing {command.client_id}: {e}")
+            return self._report(order, OrderStatus.UNKNOWN, "halted")
+
+    async def _cancel(self, command: CancelOrder) -> OrderReport | None:
+        try:
+            call = lambda: self.exchange.cancel_order(self.symbol, command.client_id)  # noqa: E731
+            return await self._retrying(call)  # type: ignore[return-value]
+        except OrderNotFound:
+            return await self._lookup(command.client_id)
+        except TemporaryError as e:
+            log.warning("%s cancel %s failed: %s", self.symbol, command.client_id, e)
+            self.pm.record_cancel_requested(command.client_id, self.clock.now_ms(), False)
+            return None  # the strategy asks again on a later tick
+        except OperationalError as e:
+            self.halt(f"cancelling {command.client_id}: {e}")
+            return None
+
+    async def _lookup(self, client_id: str) -> OrderReport | None:
+        try:
+            return await self._retrying(lambda: self.exchange.fetch_order(self.symbol, client_id))  # type: ignore[return-value]
+        except (OrderNotFound, TemporaryError) as e:
+            log.warning("%s lookup of %s failed: %s", self.symbol, client_id, e)
+            order = self.pm.order(client_id)
+            if order is not None and order.status is OrderStatus.INTENT:
+                return self._report(order, OrderStatus.UNKNOWN, "lookup_failed")
+            return None
+
+    # -- views -------------------------------------------------------------------------------
+    def status(self) -> dict[str, object]:
+        snap = self.pm.snapshot()
+        price = self.last_tick.price if self.last_tick else None
+        unrealized = ZERO
+        if price is not None:
+            unrealized = sum(
+                ((price - s.entry_price) * s.inventory_qty for s in snap.slots.values()), ZERO
+            )
+        return {
+            "symbol": self.symbol,
+            "state": self.state.value,
+            "halt_reason": self.halt_reason,
+            "risk_halted": self.risk_halted,
+            "anchor": str(self.strategy.anchor) if self.strategy else None,
+            "last_price": str(price) if price is not None else None,
+            "inventory_qty": str(snap.inventory_qty),
+            "open_orders": len(snap.live_orders()),
+            "realized_pnl": str(snap.totals.realized_pnl),
+            "unrealized_pnl": str(unrealized),
+            "fees": str(snap.totals.fees),
+            "fills": snap.totals.fill_count,
+            "round_trips": snap.totals.round_trips,
+        }

@@ -1,0 +1,307 @@
+"""The journal: slots, orders, fills and per-symbol meta in SQLite, one transaction per event.
+
+Owns: durable engine state. Writes happen in `commit()` only, each call one transaction, so a
+crash leaves either all of an event's changes or none. WAL with `synchronous=FULL` when durable
+(a crash loses nothing committed); a backtest uses an in-memory database. Must not: interpret
+the state (that is the engine's and the core's job).
+
+Decimals are stored as text and read back exactly. Fills are unique per (client id, cumulative
+filled qty), so the same fill journaled twice is one row.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from mm.core.model import LIVE_STATUSES, OrderStatus, Role, Side
+from mm.core.position import Changes, FillDelta, Slot, SlotOrder, Totals
+from mm.store.migrations import migrate
+
+_ORDER_COLUMNS = (
+    "client_id",
+    "symbol",
+    "level",
+    "role",
+    "side",
+    "price",
+    "qty",
+    "status",
+    "filled_qty",
+    "avg_price",
+    "fee",
+    "exchange_id",
+    "post_only",
+    "reduce_only",
+    "cancel_requested",
+    "reason",
+    "created_ms",
+    "updated_ms",
+)
+_SLOT_COLUMNS = (
+    "symbol",
+    "level",
+    "inventory_qty",
+    "entry_price",
+    "open_fees",
+    "generation",
+    "post_only_rejects",
+    "rejects",
+    "retry_after_ms",
+)
+_FILL_COLUMNS = (
+    "client_id",
+    "cum_filled_qty",
+    "symbol",
+    "level",
+    "side",
+    "qty",
+    "price",
+    "fee",
+    "realized_pnl",
+    "closed_round_trip",
+    "ts_ms",
+)
+
+
+def _sql_upsert(table: str, columns: tuple[str, ...]) -> str:
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+
+_UPSERT_ORDER = _sql_upsert("orders", _ORDER_COLUMNS)
+_UPSERT_SLOT = _sql_upsert("slots", _SLOT_COLUMNS)
+_INSERT_FILL = _sql_upsert("fills", _FILL_COLUMNS).replace("OR REPLACE", "OR IGNORE")
+_UPSERT_META = "INSERT OR REPLACE INTO meta (symbol, key, value) VALUES (?, ?, ?)"
+
+
+def canonical(value: Decimal) -> str:
+    """One spelling per number ("0.50" and "0.5" are the same key)."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
+@dataclass
+class JournalState:
+    """What `load()` found for one symbol. `exists` is False for a symbol never journaled."""
+
+    exists: bool
+    slots: list[Slot] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)
+    totals: Totals = field(default_factory=Totals)
+    next_generation: int = 0
+
+
+def _order_row(symbol: str, o: SlotOrder) -> tuple[object, ...]:
+    return (
+        o.client_id,
+        symbol,
+        o.level,
+        o.role.value,
+        o.side.value,
+        str(o.price),
+        str(o.qty),
+        o.status.value,
+        str(o.filled_qty),
+        str(o.avg_price),
+        str(o.fee),
+        o.exchange_id,
+        int(o.post_only),
+        int(o.reduce_only),
+        int(o.cancel_requested),
+        o.reason,
+        o.created_ms,
+        o.updated_ms,
+    )
+
+
+def _slot_row(symbol: str, s: Slot) -> tuple[object, ...]:
+    return (
+        symbol,
+        s.level,
+        str(s.inventory_qty),
+        str(s.entry_price),
+        str(s.open_fees),
+        s.generation,
+        s.post_only_rejects,
+        s.rejects,
+        s.retry_after_ms,
+    )
+
+
+def _fill_row(symbol: str, f: FillDelta) -> tuple[object, ...]:
+    return (
+        f.client_id,
+        canonical(f.cum_filled_qty),
+        symbol,
+        f.level,
+        f.side.value,
+        str(f.qty),
+        str(f.price),
+        str(f.fee),
+        str(f.realized_pnl),
+        int(f.closed_round_trip),
+        f.ts_ms,
+    )
+
+
+def order_from_row(row: Mapping[str, object]) -> SlotOrder:
+    d = Decimal
+    return SlotOrder(
+        client_id=str(row["client_id"]),
+        level=int(row["level"]),  # type: ignore[arg-type]
+        role=Role(row["role"]),
+        side=Side(row["side"]),
+        price=d(str(row["price"])),
+        qty=d(str(row["qty"])),
+        status=OrderStatus(row["status"]),
+        filled_qty=d(str(row["filled_qty"])),
+        avg_price=d(str(row["avg_price"])),
+        fee=d(str(row["fee"])),
+        exchange_id=str(row["exchange_id"]),
+        post_only=bool(row["post_only"]),
+        reduce_only=bool(row["reduce_only"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        reason=str(row["reason"]),
+        created_ms=int(row["created_ms"]),
+        updated_ms=int(row["updated_ms"]),  # type: ignore[arg-type]
+    )
+
+
+def fill_from_row(row: Mapping[str, object]) -> FillDelta:
+    d = Decimal
+    return FillDelta(
+        client_id=str(row["client_id"]),
+        level=int(row["level"]),  # type: ignore[arg-type]
+        side=Side(row["side"]),
+        qty=d(str(row["qty"])),
+        price=d(str(row["price"])),
+        fee=d(str(row["fee"])),
+        cum_filled_qty=d(str(row["cum_filled_qty"])),
+        realized_pnl=d(str(row["realized_pnl"])),
+        closed_round_trip=bool(row["closed_round_trip"]),
+        ts_ms=int(row["ts_ms"]),  # type: ignore[arg-type]
+    )
+
+
+def totals_to_text(t: Totals) -> str:
+    return json.dumps(
+        [str(t.realized_pnl), str(t.fees), str(t.volume_quote), t.fill_count, t.round_trips]
+    )
+
+
+def totals_from_text(text: str) -> Totals:
+    pnl, fees, volume, count, trips = json.loads(text)
+    return Totals(Decimal(pnl), Decimal(fees), Decimal(volume), count, trips)
+
+
+class Journal:
+    def __init__(self, path: str | Path, *, durable: bool = True) -> None:
+        self.path = str(path)
+        memory = self.path == ":memory:"
+        if not memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db = Database(conn)
+        if memory or not durable:
+            conn.execute("PRAGMA journal_mode=MEMORY")
+            conn.execute("PRAGMA synchronous=OFF")
+        else:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        migrate(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- reads ------------------------------------------------------------------------------
+    def meta(self, symbol: str) -> dict[str, str]:
+        rows = self.db.execute("SELECT key, value FROM meta WHERE symbol = ?", [symbol])
+        return dict(rows.fetchall())
+
+    def load(self, symbol: str) -> JournalState:
+        meta = self.meta(symbol)
+        if "anchor" not in meta:
+            return JournalState(exists=False, meta=meta)
+        orders: dict[int, SlotOrder] = {}
+        statuses = [s.value for s in LIVE_STATUSES]
+        marks = ",".join("?" for _ in statuses)
+        for row in self.db.query(
+            f"SELECT * FROM orders WHERE symbol = ? AND status IN ({marks})", [symbol, *statuses]
+        ):
+            order = order_from_row(row)
+            orders[order.level] = order
+        slots = []
+        for row in self.db.query("SELECT * FROM slots WHERE symbol = ?", [symbol]):
+            level = int(row["level"])
+            slots.append(
+                Slot(
+                    level=level,
+                    inventory_qty=Decimal(row["inventory_qty"]),
+                    entry_price=Decimal(row["entry_price"]),
+                    open_fees=Decimal(row["open_fees"]),
+                    order=orders.pop(level, None),
+                    generation=int(row["generation"]),
+                    post_only_rejects=int(row["post_only_rejects"]),
+                    rejects=int(row["rejects"]),
+                    retry_after_ms=int(row["retry_after_ms"]),
+                )
+            )
+        if orders:
+            raise RuntimeError(f"journal corrupt: live orders without slot rows: {list(orders)}")
+        totals = totals_from_text(meta["totals"]) if "totals" in meta else Totals()
+        return JournalState(True, slots, meta, totals, int(meta.get("next_generation", "0")))
+
+    def order(self, client_id: str) -> SlotOrder | None:
+        rows = list(self.db.query("SELECT * FROM orders WHERE client_id = ?", [client_id]))
+        return order_from_row(rows[0]) if rows else None
+
+    def orders(self, symbol: str) -> list[SlotOrder]:
+        query = "SELECT * FROM orders WHERE symbol = ? ORDER BY created_ms, client_id"
+        return [order_from_row(r) for r in self.db.query(query, [symbol])]
+
+    def fills(self, symbol: str) -> list[FillDelta]:
+        query = "SELECT * FROM fills WHERE symbol = ? ORDER BY ts_ms, rowid"
+        return [fill_from_row(r) for r in self.db.query(query, [symbol])]
+
+    # -- writes -----------------------------------------------------------------------------
+    def commit(self, symbol: str, changes: Changes, meta: Mapping[str, str] | None = None) -> None:
+        """Write one event's changes atomically (all or nothing)."""
+        conn = self.db.conn
+        with self.db.atomic():
+            if changes.slots:
+                idle = [(symbol, lvl) for lvl, s in changes.slots.items() if s is None]
+                if idle:
+                    conn.executemany("DELETE FROM slots WHERE symbol = ? AND level = ?", idle)
+                rows = [_slot_row(symbol, s) for s in changes.slots.values() if s is not None]
+                conn.executemany(_UPSERT_SLOT, rows)
+            if changes.orders:
+                conn.executemany(
+                    _UPSERT_ORDER, [_order_row(symbol, o) for o in changes.orders.values()]
+                )
+            if changes.fills:
+                conn.executemany(_INSERT_FILL, [_fill_row(symbol, f) for f in changes.fills])
+            if meta:
+                conn.executemany(_UPSERT_META, [(symbol, k, v) for k, v in meta.items()])
+
+    def reset(self, symbol: str) -> None:
+        """Forget slots and close live order rows of a symbol that never got an anchor."""
+        live = [s.value for s in LIVE_STATUSES]
+        marks = ",".join("?" for _ in live)
+        with self.db.atomic():
+            self.db.conn.execute("DELETE FROM slots WHERE symbol = ?", (symbol,))
+            self.db.conn.execute(
+                f"UPDATE orders SET status = 'EXPIRED', reason = 'journal_reset' "
+                f"WHERE symbol = ? AND status IN ({marks})",
+                (symbol, *live),
+            )
+
+    def set_meta(self, symbol: str, **values: str) -> None:
+        self.commit(symbol, Changes(), values)
