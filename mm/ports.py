@@ -32,6 +32,7 @@ class Exchange(Protocol):
     """
 
     name: str
+    consistency_window_ms: int  # how long a new order may stay invisible to lookups
 
     async def load_markets(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
         """Rules for each symbol; unknown symbols raise `ConfigError`."""

@@ -104,6 +104,7 @@ class SimulatedExchange:
     def __init__(self, config: SimConfig, clock: Clock) -> None:
         self.config = config
         self.clock = clock
+        self.consistency_window_ms = config.consistency_window_ms
         self.faults = Faults(config.faults)
         self.account = Account(
             dict(config.balances),

@@ -289,10 +289,13 @@ class PositionManager:
         self._put(slot)
         return True
 
-    def set_inventory(self, level: int, qty: Decimal, entry_price: Decimal) -> None:
-        """Rebuild a slot's holding (recovery on a node without a journal). Slot must be empty."""
+    def set_inventory(
+        self, level: int, qty: Decimal, entry_price: Decimal, *, keep_order: bool = False
+    ) -> None:
+        """Rebuild a slot's holding (recovery on a node without a journal). The slot must hold
+        nothing; it may keep its live (closing) order when `keep_order` is set."""
         slot = self.slot(level)
-        if slot.inventory_qty != 0 or slot.order is not None:
+        if slot.inventory_qty != 0 or (slot.order is not None and not keep_order):
             raise CoreInvariantError(f"slot {level} is not empty")
         self._put(replace(slot, inventory_qty=qty, entry_price=entry_price))
 

@@ -89,9 +89,8 @@ async def _final_or_never_placed(engine: SymbolEngine, order: SlotOrder) -> Orde
         try:
             return await engine.exchange.fetch_order(engine.symbol, order.client_id)
         except OrderNotFound:
-            wait_ms = engine.config.consistency_window_ms - (
-                engine.clock.now_ms() - order.created_ms
-            )
+            window = max(engine.config.consistency_window_ms, engine.exchange.consistency_window_ms)
+            wait_ms = window - (engine.clock.now_ms() - order.created_ms)
             if wait_ms <= 0:
                 log.info("%s %s was never placed", engine.symbol, order.client_id)
                 return engine._report(order, OrderStatus.REJECTED, "never_placed")
@@ -213,12 +212,28 @@ def _derive_anchor(engine: SymbolEngine) -> Decimal | None:
 
 
 def rebuild_inventory(engine: SymbolEngine, rebuild: Rebuild) -> None:
-    """Spread exchange inventory over free slots from the current level outwards, as closes."""
+    """Give exchange inventory back to slots: first to slots whose adopted closing order shows
+    what they held, then spread the rest over free slots from the current level outwards."""
+    strategy = engine.strategy
+    assert strategy is not None and engine.last_tick is not None
+    remaining = abs(rebuild.qty)
+    step = 1 if rebuild.qty > 0 else -1
+    for order in engine.pm.live_orders():
+        held_side = Side.SELL if step > 0 else Side.BUY  # the close of a long slot sells
+        if order.role is Role.CLOSE and order.side is held_side and remaining > 0:
+            qty = min(order.qty - order.filled_qty, remaining)
+            entry = rebuild.entry_price or strategy.level_price(order.level)
+            engine.pm.set_inventory(order.level, qty * step, entry, keep_order=True)
+            remaining -= qty
+    _spread(engine, remaining, step, rebuild.entry_price)
+    engine.pending_rebuild = None
+    log.warning("%s: rebuilt %s inventory from the exchange", engine.symbol, rebuild.qty)
+
+
+def _spread(engine: SymbolEngine, remaining: Decimal, step: int, entry_price: Decimal) -> None:
     strategy, rules = engine.strategy, engine.rules
     assert strategy is not None and rules is not None and engine.last_tick is not None
     params = engine.config.params
-    remaining = abs(rebuild.qty)
-    step = 1 if rebuild.qty > 0 else -1
     level = strategy.nearest_level(engine.last_tick.price)
     while remaining > 0:
         slot = engine.pm.slot(level)
@@ -228,9 +243,6 @@ def rebuild_inventory(engine: SymbolEngine, rebuild: Rebuild) -> None:
             qty = min(size, remaining) if size > 0 else remaining
             if size_problem(price, remaining - qty, rules) and remaining - qty > 0:
                 qty = remaining  # do not leave an unclosable remainder behind
-            entry = rebuild.entry_price or price
-            engine.pm.set_inventory(level, qty * step, entry)
+            engine.pm.set_inventory(level, qty * step, entry_price or price)
             remaining -= qty
         level += step
-    engine.pending_rebuild = None
-    log.warning("%s: rebuilt %s inventory from the exchange", engine.symbol, rebuild.qty)

@@ -21,12 +21,21 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from mm.core.commands import CancelAll, CancelOrder, Command, PlaceOrder
-from mm.core.grid import GridParams, GridStrategy
-from mm.core.model import ZERO, MarketRules, OrderReport, OrderRequest, OrderStatus, PriceTick
+from mm.core.grid import GridMode, GridParams, GridStrategy
+from mm.core.model import (
+    ZERO,
+    MarketRules,
+    MarketType,
+    OrderReport,
+    OrderRequest,
+    OrderStatus,
+    PriceTick,
+)
 from mm.core.position import PositionManager, SlotOrder
 from mm.core.rounding import snap_price
 from mm.engine import reconcile
 from mm.errors import (
+    ConfigError,
     DuplicateOrder,
     Halted,
     OperationalError,
@@ -114,7 +123,24 @@ class SymbolEngine:
             self.state = EngineState.RECOVERING
             rules = await self.exchange.load_markets([self.symbol])
             self.rules = rules[self.symbol]
+            await self._check_can_sell()
             await self._recover(load=True)
+
+    async def _check_can_sell(self) -> None:
+        """A Neutral grid on spot sells base it must already hold: refuse to start without it."""
+        rules = self.rules
+        assert rules is not None
+        if (
+            self.config.params.mode is not GridMode.NEUTRAL
+            or rules.market_type is not MarketType.SPOT
+        ):
+            return
+        held = (await self.exchange.fetch_balances()).get(rules.base)
+        if held is None or held.total <= 0:
+            raise ConfigError(
+                f"grid.mode = 'neutral' on spot {self.symbol} sells {rules.base} the account must "
+                f"already hold, but it holds none; use mode 'long' or the perpetual market"
+            )
 
     async def reconcile(self) -> None:
         """Periodic / after-reconnect recovery against the exchange (journal stays loaded)."""
@@ -186,7 +212,8 @@ class SymbolEngine:
     # -- the protocol ------------------------------------------------------------------------
     async def _decide_and_act(self) -> None:
         """Decide and act until the strategy is satisfied (a confirmed cancel frees room for the
-        replacement at once), at most `SETTLE_ROUNDS` rounds per event."""
+        replacement at once), at most `SETTLE_ROUNDS` rounds per event, and only while every
+        outcome is the nominal one (a post-only reject is re-priced on the next tick)."""
         assert self.strategy is not None and self.last_tick is not None
         tick = self.last_tick
         for _ in range(SETTLE_ROUNDS):
@@ -202,8 +229,9 @@ class SymbolEngine:
             )
             if not commands:
                 return
-            if await self._act(commands):
-                self.strategy.settled(self.pm.snapshot(), self.clock.now_ms())
+            if not await self._act(commands):
+                return  # a reject, fill or unknown outcome: the next event decides afresh
+            self.strategy.settled(self.pm.snapshot(), self.clock.now_ms())
 
     def _commit(self) -> None:
         """Journal everything the position manager changed (and pending meta) in one transaction."""

@@ -23,7 +23,7 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (symbol, level)
     );
     CREATE TABLE orders (
-        client_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, level INTEGER NOT NULL,
+        client_id TEXT PRIMARY KEY NOT NULL, symbol TEXT NOT NULL, level INTEGER NOT NULL,
         role TEXT NOT NULL, side TEXT NOT NULL, price TEXT NOT NULL, qty TEXT NOT NULL,
         status TEXT NOT NULL, filled_qty TEXT NOT NULL, avg_price TEXT NOT NULL,
         fee TEXT NOT NULL, exchange_id TEXT NOT NULL, post_only INTEGER NOT NULL,

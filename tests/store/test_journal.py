@@ -1,0 +1,113 @@
+import sqlite3
+from decimal import Decimal as D
+
+import pytest
+
+from mm.core.model import OrderStatus, Role, Side
+from mm.core.position import Changes, FillDelta, Slot, SlotOrder, Totals
+from mm.store.journal import Journal, canonical
+from mm.store.migrations import MIGRATIONS, current_version
+
+SYMBOL = "BTCUSDT"
+
+
+def order(level=-1, client_id="g2t1aaaaobhzzz1", status=OrderStatus.OPEN):
+    return SlotOrder(
+        client_id,
+        level,
+        Role.OPEN,
+        Side.BUY,
+        D("9900.00"),
+        D("0.010"),
+        status,
+        D("0.004"),
+        D("9900.00"),
+        D("0.0396"),
+        "17",
+        True,
+        False,
+        False,
+        "",
+        5,
+        6,
+    )
+
+
+def fill(client_id="g2t1aaaaobhzzz1", cum="0.004"):
+    return FillDelta(
+        client_id, -1, Side.BUY, D("0.004"), D("9900"), D("0.0396"), D(cum), D(0), False, 7
+    )
+
+
+def test_file_journal_is_wal_with_full_sync_and_migrated_once(tmp_path):
+    path = tmp_path / "state" / "journal.db"
+    journal = Journal(path)
+    assert journal.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert journal.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert current_version(journal.db) == max(MIGRATIONS)
+    journal.close()
+    again = Journal(path)
+    rows = again.db.execute("SELECT version FROM schema_migrations").fetchall()
+    assert rows == [(v,) for v in sorted(MIGRATIONS)]
+
+
+def test_load_returns_exactly_what_was_committed(tmp_path):
+    journal = Journal(tmp_path / "j.db")
+    assert not journal.load(SYMBOL).exists
+    live = order()
+    slot = Slot(-1, D("0.004"), D("9900.00"), D("0.0396"), live, 41, 1, 0, 0)
+    idle_order = order(-2, "g2t1aaaaobhzzz2", OrderStatus.CANCELED)
+    totals = Totals(D("1.5"), D("0.2"), D("300"), 3, 1)
+    changes = Changes(
+        slots={-1: slot},
+        orders={live.client_id: live, idle_order.client_id: idle_order},
+        fills=[fill()],
+    )
+    journal.commit(
+        SYMBOL,
+        changes,
+        {"anchor": "10000.00", "next_generation": "42", "totals": '["1.5", "0.2", "300", 3, 1]'},
+    )
+    state = Journal(tmp_path / "j.db").load(SYMBOL)
+    assert state.exists and state.slots == [slot]
+    assert state.next_generation == 42 and state.totals == totals
+    assert state.meta["anchor"] == "10000.00"
+    assert str(state.slots[0].order.qty) == "0.010"  # decimals come back exactly, exponent too
+
+
+def test_a_fill_journaled_twice_is_one_row():
+    journal = Journal(":memory:")
+    journal.commit(SYMBOL, Changes(fills=[fill(cum="0.0040")]))
+    journal.commit(SYMBOL, Changes(fills=[fill(cum="0.004")]))
+    assert len(journal.fills(SYMBOL)) == 1
+    assert canonical(D("0.0040")) == canonical(D("0.004")) == "0.004"
+    assert canonical(D("1E+2")) == "100" and canonical(D("-0")) == "0"
+
+
+def test_a_failing_commit_writes_nothing(tmp_path):
+    journal = Journal(tmp_path / "j.db")
+    bad = SlotOrder(None, -1, Role.OPEN, Side.BUY, D(1), D(1), OrderStatus.OPEN)  # type: ignore[arg-type]
+    changes = Changes(slots={-3: Slot(-3, D("1"), D("1"))}, orders={"x": bad}, fills=[fill()])
+    with pytest.raises(sqlite3.IntegrityError):
+        journal.commit(SYMBOL, changes, {"anchor": "1"})
+    assert journal.db.execute("SELECT COUNT(*) FROM slots").fetchone()[0] == 0
+    assert journal.db.execute("SELECT COUNT(*) FROM fills").fetchone()[0] == 0
+    assert journal.meta(SYMBOL) == {}
+
+
+def test_idle_slots_are_deleted_and_symbols_are_separate():
+    journal = Journal(":memory:")
+    journal.commit(SYMBOL, Changes(slots={-1: Slot(-1, D("1"), D("1"))}), {"anchor": "1"})
+    journal.commit("ETHUSDT", Changes(slots={-1: Slot(-1, D("2"), D("1"))}), {"anchor": "1"})
+    journal.commit(SYMBOL, Changes(slots={-1: None}))
+    assert journal.load(SYMBOL).slots == []
+    assert journal.load("ETHUSDT").slots[0].inventory_qty == 2
+
+
+def test_reset_forgets_slots_and_closes_live_rows():
+    journal = Journal(":memory:")
+    live = order()
+    journal.commit(SYMBOL, Changes(slots={-1: Slot(-1, order=live)}, orders={live.client_id: live}))
+    journal.reset(SYMBOL)
+    assert journal.db.execute("SELECT COUNT(*) FROM slots").fetchone()[0] == 0
+    assert journal.order(live.client_id).status is OrderStatus.EXPIRED
