@@ -11,7 +11,7 @@ REST faults happen *before* the call is processed (`rate_limit`, `unavailable`, 
 from __future__ import annotations
 
 import random
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 
 from mm.errors import ExchangeUnavailable, RateLimited, RequestTimeout
@@ -38,6 +38,7 @@ class Faults:
         self.config = config
         self._rng = random.Random(config.seed)
         self._script: dict[str, deque[str]] = defaultdict(deque)
+        self.fired: Counter[str] = Counter()  # faults that happened, by kind (for tests/metrics)
 
     def inject(self, op: str, kind: str, times: int = 1) -> None:
         """Make the next `times` calls of `op` (e.g. "place_order", "order_update") misbehave."""
@@ -59,6 +60,8 @@ class Faults:
         kind = self._scripted(op, frozenset({"rate_limit", "unavailable", "timeout"}))
         if kind is None and self._roll(self.config.rate_limit_rate):
             kind = "rate_limit"
+        if kind is not None:
+            self.fired[kind] += 1
         if kind == "rate_limit":
             raise RateLimited(f"{op}: simulated 429", retry_after_s=0.01)
         if kind == "unavailable":
@@ -67,26 +70,30 @@ class Faults:
             raise RequestTimeout(f"{op}: simulated timeout (not processed)")
 
     def reject(self, op: str) -> bool:
-        return bool(self._scripted(op, frozenset({"reject"}))) or self._roll(
-            self.config.reject_rate
-        )
+        hit = bool(self._scripted(op, frozenset({"reject"}))) or self._roll(self.config.reject_rate)
+        self.fired["reject"] += hit
+        return hit
 
     def timeout_after_accept(self, op: str) -> bool:
-        if self._scripted(op, frozenset({"timeout_after_accept"})):
-            return True
-        return op == "place_order" and self._roll(self.config.timeout_after_accept_rate)
+        hit = bool(self._scripted(op, frozenset({"timeout_after_accept"}))) or (
+            op == "place_order" and self._roll(self.config.timeout_after_accept_rate)
+        )
+        self.fired["timeout_after_accept"] += hit
+        return hit
 
     def stream_fault(self, op: str) -> str | None:
         """For one stream message: "drop", "duplicate", "reorder", "disconnect" or None."""
         kind = self._scripted(op, STREAM_KINDS)
-        if kind or op != "order_update":
-            return kind
-        c = self.config
-        for rate, name in (
-            (c.drop_update_rate, "drop"),
-            (c.duplicate_update_rate, "duplicate"),
-            (c.reorder_update_rate, "reorder"),
-        ):
-            if self._roll(rate):
-                return name
-        return None
+        if kind is None and op == "order_update":
+            c = self.config
+            for rate, name in (
+                (c.drop_update_rate, "drop"),
+                (c.duplicate_update_rate, "duplicate"),
+                (c.reorder_update_rate, "reorder"),
+            ):
+                if self._roll(rate):
+                    kind = name
+                    break
+        if kind is not None:
+            self.fired[kind] += 1
+        return kind
