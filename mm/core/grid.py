@@ -26,7 +26,7 @@ backtest which prices need no visit at all.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
@@ -110,7 +110,8 @@ class GridStrategy:
         self._valid_until_ms = _NEVER
         self._prices: dict[int, Decimal] = {}
         self._sizes: dict[int, Decimal | None] = {}
-        self._closable_cache: dict[tuple[int, Decimal], bool] = {}
+        self._edge_cache: dict[tuple[int, Decimal], list[Decimal]] = {}
+        self._close_cache: dict[int, tuple[Slot, tuple[int, Side, Decimal, Decimal] | None]] = {}
         self._held: tuple[int, Decimal] = (-1, ZERO)
 
     # -- lattice -----------------------------------------------------------------------------
@@ -234,15 +235,19 @@ class GridStrategy:
         edges = self._edges(snapshot, price)
         above = [e for e in edges if price < e and (ceiling is None or e <= ceiling)]
         below = [e for e in reversed(edges) if floor <= e < price]
-        return (
-            self._walk(price, below, is_quiet),
-            self._walk(price, above, is_quiet),
-            self._valid_until_ms,
-        )
+        lo = self._walk(price, below, floor if floor > 0 else None, is_quiet)
+        hi = self._walk(price, above, ceiling, is_quiet)
+        return lo, hi, self._valid_until_ms
 
     @staticmethod
-    def _walk(price: Decimal, edges: list[Decimal], is_quiet: Callable[[Decimal], bool]) -> Decimal:
-        """Move from `price` across edges while the open interval and the edge itself are quiet."""
+    def _walk(
+        price: Decimal,
+        edges: list[Decimal],
+        bound: Decimal | None,
+        is_quiet: Callable[[Decimal], bool],
+    ) -> Decimal:
+        """Move from `price` across edges while the open interval and the edge itself are quiet;
+        past the last edge, on to `bound` (no edge lies in between, so one probe decides)."""
         current = price
         for edge in edges:
             if not is_quiet((current + edge) / 2):
@@ -250,22 +255,39 @@ class GridStrategy:
             if not is_quiet(edge):
                 return edge
             current = edge
+        if bound is not None and bound != current and is_quiet((current + bound) / 2):
+            return bound
         return current
 
     def _edges(self, snapshot: PositionSnapshot, price: Decimal) -> list[Decimal]:
-        """Prices (near `price`) where some part of the decision key can change."""
+        """Prices near `price` where the decision key can change, sorted. A level's gap or tick
+        edge only counts where that level is a candidate (inside the buy or sell range of the
+        centre there); the centre boundaries always count. Cached per centre and skew factor."""
         factor = self.reference_price(_ONE, snapshot)  # ref = price * factor
         centre = self.nearest_level(price * factor)
+        cache_key = (centre, factor)
+        edges = self._edge_cache.get(cache_key)
+        if edges is not None:
+            return edges
         interval, tick = self.params.interval, self.rules.tick_size
-        ref_edges, price_edges = [], []
+        found = set()
         for level in range(centre - BAND_LEVELS, centre + BAND_LEVELS + 1):
             p = self.level_price(level)
-            ref_edges += [p - interval / 2, p + self._gap]
-            price_edges.append(p + tick)
+            found.add((p - interval / 2) / factor)
+            candidates = [((p + self._gap) / factor, p + tick)]  # buy_ok edges of this level
             if self._neutral:
-                ref_edges.append(p - self._gap)
-                price_edges.append(p - tick)
-        return sorted({e / factor for e in ref_edges} | set(price_edges))
+                candidates.append(((p - self._gap) / factor, p - tick))
+            for edge in (e for pair in candidates for e in pair):
+                here = self.nearest_level(edge * factor)
+                is_buy = level < here and level >= here - self.params.buy_levels
+                is_sell = self._neutral and here < level <= here + self.params.sell_levels
+                if is_buy or is_sell:
+                    found.add(edge)
+        edges = sorted(found)
+        if len(self._edge_cache) > 10_000:
+            self._edge_cache.clear()
+        self._edge_cache[cache_key] = edges
+        return edges
 
     def _buy_ok(self, level: int, ref: Decimal, cap: Decimal) -> bool:
         p = self.level_price(level)
@@ -292,17 +314,26 @@ class GridStrategy:
         self._sizes[level] = None if size_problem(price, qty, self.rules) else qty
         return self._sizes[level]
 
+    def _close_of(self, slot: Slot) -> tuple[int, Side, Decimal, Decimal] | None:
+        """(target level, side, price, qty) of the slot's closing order, or None when it holds
+        nothing closable. Cached per slot object: slots are immutable values."""
+        cached = self._close_cache.get(id(slot))
+        if cached is not None and cached[0] is slot:
+            return cached[1]
+        inventory = slot.inventory_qty
+        close = None
+        if inventory:
+            target = slot.level + 1 if inventory > 0 else slot.level - 1
+            price, qty = self.level_price(target), abs(inventory)
+            if size_problem(price, qty, self.rules) is None:
+                close = (target, Side.SELL if inventory > 0 else Side.BUY, price, qty)
+        if len(self._close_cache) > 50_000:
+            self._close_cache.clear()
+        self._close_cache[id(slot)] = (slot, close)
+        return close
+
     def _closable(self, slot: Slot) -> bool:
-        key = (slot.level, slot.inventory_qty)
-        ok = self._closable_cache.get(key)
-        if ok is None:
-            qty = abs(slot.inventory_qty)
-            target = slot.level + (1 if slot.inventory_qty > 0 else -1)
-            ok = qty > 0 and size_problem(self.level_price(target), qty, self.rules) is None
-            if len(self._closable_cache) > 100_000:
-                self._closable_cache.clear()
-            self._closable_cache[key] = ok
-        return ok
+        return self._close_of(slot) is not None
 
     def _wants(
         self,
@@ -317,60 +348,50 @@ class GridStrategy:
         lo, hi = centre - self.params.buy_levels, centre + self.params.sell_levels
         wants: dict[int, _Want] = {}
         slots = snapshot.slots
-        level_price = self.level_price
+        resting: list[tuple[int, SlotOrder]] = []
+        close_role = Role.CLOSE
         for level, slot in slots.items():
-            inventory = slot.inventory_qty
             order = slot.order
-            if not inventory or (order is not None and order.role is Role.OPEN):
+            if order is not None and order.role is Role.OPEN:
+                resting.append((level, order))
                 continue  # a slot still opening closes once its opening order is done
-            if self._backing_off(slot, now_ms) or not self._closable(slot):
+            close = self._close_of(slot)
+            if close is None or self._backing_off(slot, now_ms):
                 continue
-            target = level + 1 if inventory > 0 else level - 1
-            wants[level] = (
-                0 if lo <= target <= hi else 2,
-                abs(target - centre),
-                level,
-                Role.CLOSE,
-                Side.SELL if inventory > 0 else Side.BUY,
-                level_price(target),
-                abs(inventory),
-            )
+            target, side, price, qty = close
+            inside = 0 if lo <= target <= hi else 2
+            wants[level] = (inside, abs(target - centre), level, close_role, side, price, qty)
         if risk_halted:
             return wants
-        openings = [(k, Side.BUY) for k in range(first_buy, lo - 1, -1)]
+        self._add_openings(wants, slots, range(first_buy, lo - 1, -1), Side.BUY, centre, now_ms)
         if self._neutral:
-            openings += [(k, Side.SELL) for k in range(first_sell, hi + 1)]
-        for level, side in openings:
+            self._add_openings(wants, slots, range(first_sell, hi + 1), Side.SELL, centre, now_ms)
+        for level, order in resting:  # resting openings the price moves towards are kept
+            if level in wants:
+                continue
+            buy = order.side is Side.BUY
+            if (buy and level >= lo - TRAIL_SLACK) or (not buy and level <= hi + TRAIL_SLACK):
+                distance = abs(level - centre)
+                wants[level] = (1, distance, level, Role.OPEN, order.side, order.price, order.qty)
+        return wants
+
+    def _add_openings(
+        self,
+        wants: dict[int, _Want],
+        slots: Mapping[int, Slot],
+        levels: range,
+        side: Side,
+        centre: int,
+        now_ms: int,
+    ) -> None:
+        for level in levels:
             slot = slots.get(level)
             if slot is not None and not self._openable(slot, side, now_ms):
                 continue
             qty = self._opening_qty(level)
             if qty is not None:
-                wants[level] = (
-                    1,
-                    abs(level - centre),
-                    level,
-                    Role.OPEN,
-                    side,
-                    level_price(level),
-                    qty,
-                )
-        for level, slot in slots.items():  # resting openings the price moves towards are kept
-            order = slot.order
-            if order is None or order.role is not Role.OPEN or level in wants:
-                continue
-            buy = order.side is Side.BUY
-            if (buy and level >= lo - TRAIL_SLACK) or (not buy and level <= hi + TRAIL_SLACK):
-                wants[level] = (
-                    1,
-                    abs(level - centre),
-                    level,
-                    Role.OPEN,
-                    order.side,
-                    order.price,
-                    order.qty,
-                )
-        return wants
+                price = self.level_price(level)
+                wants[level] = (1, abs(level - centre), level, Role.OPEN, side, price, qty)
 
     def _backing_off(self, slot: Slot, now_ms: int) -> bool:
         if slot.retry_after_ms > now_ms:
