@@ -17,6 +17,7 @@ Symbols: `BTCUSDT` is the spot market, `BTCUSDT-PERP` the linear perpetual; both
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -55,6 +56,7 @@ from mm.errors import (
 from mm.ports import Clock, HealthReport
 
 PERP_SUFFIX = "-PERP"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class SimulatedExchange:
         self.hub = Hub(self.faults)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self.step_errors = 0
         for base in markets.SYMBOLS:
             tick = self._rules[base].tick_size
             start = config.start_prices.get(base, markets.start_price(base))
@@ -213,6 +216,8 @@ class SimulatedExchange:
     def _check(self, request: OrderRequest, rules: MarketRules) -> None:
         if request.client_id in self._orders:
             raise DuplicateOrder(f"client order id {request.client_id} already used")
+        if not (request.price.is_finite() and request.qty.is_finite()):
+            raise InvalidOrder(f"price {request.price} and qty {request.qty} must be finite")
         if request.price <= 0 or not is_multiple(request.price, rules.tick_size):
             raise InvalidOrder(f"price {request.price} is not a multiple of {rules.tick_size}")
         if not is_multiple(request.qty, rules.lot_size):
@@ -480,9 +485,14 @@ class SimulatedExchange:
         self._save()
 
     async def _run(self) -> None:
+        """The feed loop never dies: a failing step is logged and counted, the next one runs."""
         while not self._closed:
             await self.clock.sleep(self.config.tick_interval_ms / 1000)
-            self.step()
+            try:
+                self.step()
+            except Exception:
+                self.step_errors += 1
+                log.exception("simulated feed step failed")
 
     def start(self) -> None:
         """Run the price feed in the background (live simulation)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path as FsPath
 
@@ -111,17 +111,33 @@ _QTY_COLUMNS = ("qty", "amount", "size", "quantity", "volume")
 
 
 def _parse_ts(text: str, line: int) -> int:
+    """Epoch seconds or milliseconds, or ISO 8601 (no offset means UTC, never local time)."""
     text = text.strip()
     try:
         value = float(text)
     except ValueError:
         try:
-            return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise FeedError(
                 f"line {line}: timestamp {text!r} is not epoch s/ms or ISO 8601"
             ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1000)
+    if not math.isfinite(value):
+        raise FeedError(f"line {line}: timestamp {text!r} is not a finite number")
     return int(value * 1000) if value < 1e11 else int(value)
+
+
+def _number(text: str, line: int, column: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise FeedError(f"line {line}: {column} {text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise FeedError(f"line {line}: {column} {text!r} must be a finite number >= 0")
+    return value
 
 
 def _ticks(text: str, tick: Decimal, line: int, column: str) -> int:
@@ -176,7 +192,7 @@ def _candles(data: list[list[str]], header: list[str], ts_col: str, tick: Decima
         ):
             raise FeedError(f"line {line}: high/low do not enclose open and close")
         if vol_i is not None and row[vol_i].strip():
-            volume[i] = float(row[vol_i])
+            volume[i] = _number(row[vol_i], line, "volume")
     if n > 1 and np.any(np.diff(cols["ts"]) <= 0):
         bad = int(np.argmax(np.diff(cols["ts"]) <= 0)) + 3
         raise FeedError(f"line {bad}: timestamps must strictly increase")
@@ -195,17 +211,19 @@ def _trades(data: list[list[str]], header: list[str], ts_col: str, tick: Decimal
     qty = np.zeros(n)
     for i, row in enumerate(data):
         line = i + 2
+        if len(row) < len(header):
+            raise FeedError(f"line {line}: expected {len(header)} columns, got {len(row)}")
         ts[i] = _parse_ts(row[ts_i], line)
         price[i] = _ticks(row[price_i], tick, line, "price")
-        if qty_i is not None:
-            qty[i] = float(row[qty_i])
+        if qty_i is not None and row[qty_i].strip():
+            qty[i] = _number(row[qty_i], line, header[qty_i])
         if i and ts[i] < ts[i - 1]:
             raise FeedError(f"line {line}: timestamps must not decrease")
-    bucket = (ts - ts[0]) // MINUTE_MS
+    bucket = ts // MINUTE_MS  # candles start on clock minutes
     starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
     ends = np.r_[starts[1:], n]
     candles = Candles(
-        ts_ms=ts[0] + bucket[starts] * MINUTE_MS,
+        ts_ms=bucket[starts] * MINUTE_MS,
         open=price[starts],
         high=np.maximum.reduceat(price, starts),
         low=np.minimum.reduceat(price, starts),

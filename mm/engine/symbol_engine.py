@@ -371,8 +371,12 @@ class SymbolEngine:
         price = self.last_tick.price if self.last_tick else None
         unrealized = ZERO
         if price is not None:
-            unrealized = sum(
-                ((price - s.entry_price) * s.inventory_qty for s in snap.slots.values()), ZERO
+            unrealized = sum(  # net of the opening fees carried with the inventory
+                (
+                    (price - s.entry_price) * s.inventory_qty - s.open_fees
+                    for s in snap.slots.values()
+                ),
+                ZERO,
             )
         return {
             "symbol": self.symbol,

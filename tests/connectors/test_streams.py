@@ -1,0 +1,215 @@
+"""Streams of the simulated venue: every order state change in order, ticks, and stream faults."""
+
+import asyncio
+import itertools
+from decimal import Decimal as D
+
+import numpy as np
+import pytest
+
+from connectors.simulated.exchange import SimConfig, SimulatedExchange
+from connectors.simulated.faults import FaultConfig
+from connectors.simulated.feeds import Candles, candle_path
+from mm.engine.clock import SystemClock, VirtualClock
+from mm.errors import StreamDisconnected
+from tests.connectors.venue import (
+    BUY,
+    CANCELED,
+    FILLED,
+    MINUTE,
+    OPEN,
+    PERP,
+    SPOT,
+    T0,
+    request,
+    venue,
+)
+from tests.helpers import run
+
+
+# -- streams -------------------------------------------------------------------------------------
+async def take(stream, n, timeout_s=2.0):
+    return [await asyncio.wait_for(anext(stream), timeout_s) for _ in range(n)]
+
+
+async def aplace(ex, cid, price="9900", qty="0.01"):
+    return await ex.place_order(request(cid, BUY, price, qty))
+
+
+async def drain(stream):
+    return [item async for item in stream]
+
+
+def summary(reports):
+    return [(r.client_id, r.status) for r in reports]
+
+
+def test_order_stream_delivers_every_state_change_in_order(sim):
+    async def scenario():
+        stream = sim.stream_orders([SPOT])
+        await aplace(sim, "a")
+        await aplace(sim, "b", "9800")
+        sim.set_price(SPOT, D("9900"))
+        await sim.cancel_order(SPOT, "b")
+        await sim.place_order(request("p", BUY, "9000", "0.01", PERP))  # other symbol
+        await aplace(sim, "c", "9700")
+        assert summary(await take(stream, 5)) == [
+            ("a", OPEN),
+            ("b", OPEN),
+            ("a", FILLED),
+            ("b", CANCELED),
+            ("c", OPEN),
+        ]
+        await sim.close()
+
+    run(scenario())
+
+
+def test_stream_fault_drop_never_delivers_the_update(sim):
+    async def scenario():
+        stream = sim.stream_orders([SPOT])
+        sim.faults.inject("order_update", "drop")
+        await aplace(sim, "a")
+        await aplace(sim, "b")
+        assert summary(await take(stream, 1)) == [("b", OPEN)]
+        assert sim.faults.fired["drop"] == 1
+        assert (await sim.fetch_order(SPOT, "a")).status is OPEN  # only the update was lost
+        await sim.close()
+
+    run(scenario())
+
+
+def test_stream_fault_duplicate_delivers_the_update_twice(sim):
+    async def scenario():
+        stream = sim.stream_orders([SPOT])
+        sim.faults.inject("order_update", "duplicate")
+        await aplace(sim, "a")
+        await aplace(sim, "b")
+        assert summary(await take(stream, 3)) == [("a", OPEN), ("a", OPEN), ("b", OPEN)]
+        await sim.close()
+
+    run(scenario())
+
+
+def test_stream_fault_reorder_delivers_the_update_after_the_next_one(sim):
+    async def scenario():
+        stream = sim.stream_orders([SPOT])
+        sim.faults.inject("order_update", "reorder")
+        await aplace(sim, "a")
+        await aplace(sim, "b")
+        await aplace(sim, "c")
+        assert summary(await take(stream, 3)) == [("b", OPEN), ("a", OPEN), ("c", OPEN)]
+        await sim.close()
+
+    run(scenario())
+
+
+def test_a_held_back_update_is_released_by_the_next_tick(sim):
+    async def scenario():
+        stream = sim.stream_orders([SPOT])
+        sim.faults.inject("order_update", "reorder")
+        await aplace(sim, "a")
+        sim.set_price(SPOT, D("10001"))
+        assert summary(await take(stream, 1)) == [("a", OPEN)]
+        await sim.close()
+
+    run(scenario())
+
+
+def test_stream_fault_disconnect_breaks_the_stream(sim):
+    async def scenario():
+        stream = sim.stream_orders([SPOT])
+        await aplace(sim, "a")
+        sim.faults.inject("order_update", "disconnect")
+        await aplace(sim, "b")
+        assert summary(await take(stream, 1)) == [("a", OPEN)]
+        with pytest.raises(StreamDisconnected):
+            await take(stream, 1)
+        assert (await sim.fetch_order(SPOT, "b")).status is OPEN  # the order itself is fine
+        again = sim.stream_orders([SPOT])
+        await sim.cancel_order(SPOT, "b")
+        assert summary(await take(again, 1)) == [("b", CANCELED)]
+        await sim.close()
+
+    run(scenario())
+
+
+def test_disconnect_after_messages(clock):
+    sim = venue(clock, faults=FaultConfig(disconnect_after_messages=2))
+
+    async def scenario():
+        stream = sim.stream_orders([SPOT])
+        for cid in "abc":
+            await aplace(sim, cid)
+        assert summary(await take(stream, 2)) == [("a", OPEN), ("b", OPEN)]
+        with pytest.raises(StreamDisconnected):
+            await take(stream, 1)
+        await sim.close()
+
+    run(scenario())
+
+
+def replay_path(*prices):
+    """One candle whose four path points are `prices` (ticks of 0.01), for a replayed feed."""
+    o, a, b, c = (int(D(p) * 100) for p in prices)
+    high, low = max(prices, key=D), min(prices, key=D)
+    arr = lambda v: np.array([v], dtype=np.int64)  # noqa: E731
+    candles = Candles(
+        arr(T0), arr(o), arr(int(D(high) * 100)), arr(int(D(low) * 100)), arr(c), arr(0), MINUTE
+    )
+    path = candle_path(candles)
+    assert [int(p) for p in path.price] == [o, a, b, c]
+    return path
+
+
+def test_stream_prices_delivers_ticks_after_set_price_and_step(clock):
+    sim = venue(clock, replay={"BTCUSDT": replay_path("10000", "9990", "10020", "10010")})
+
+    async def scenario():
+        stream = sim.stream_prices([SPOT])
+        perp = sim.stream_prices([PERP])
+        sim.set_price(SPOT, D("10005"))
+        for _ in range(4):
+            clock.advance(1000)
+            sim.step()
+        sim.step()  # the replayed file is exhausted: nothing new for BTC
+        clock.advance(1000)
+        sim.set_price(SPOT, D("9999.99"))
+        ticks = await take(stream, 6)
+        assert [(t.symbol, t.price) for t in ticks] == [
+            (SPOT, D("10005")),
+            (SPOT, D("10000")),
+            (SPOT, D("9990")),
+            (SPOT, D("10020")),
+            (SPOT, D("10010")),
+            (SPOT, D("9999.99")),
+        ]
+        assert [t.ts_ms for t in ticks] == [T0, *(T0 + k * 1000 for k in (1, 2, 3, 4, 5))]
+        assert [t.price for t in await take(perp, 2)] == [D("10005"), D("10000")]
+        await sim.close()
+
+    run(scenario())
+
+
+@pytest.mark.timeout(30)
+def test_start_runs_the_live_feed_on_the_system_clock():
+    config = dict(start_prices={"BTCUSDT": D("10000")}, seed=5, volatility=0.01)
+    live = SimulatedExchange(SimConfig(tick_interval_ms=5, **config), SystemClock())
+    stepped = SimulatedExchange(SimConfig(**config), VirtualClock(T0))
+    expected = []
+    for _ in range(4):
+        stepped.step()
+        expected.append(stepped.last_price(SPOT))
+
+    async def scenario():
+        stream = live.stream_prices([SPOT])
+        live.start()
+        ticks = await take(stream, 4, timeout_s=10)
+        assert [t.price for t in ticks] == expected
+        assert all(a.ts_ms <= b.ts_ms for a, b in itertools.pairwise(ticks))
+        assert (await live.check_health()).ok
+        await live.close()
+        assert not (await live.check_health()).ok
+        await asyncio.wait_for(drain(stream), 5)  # close ends the streams
+
+    run(scenario())
