@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mm.core.grid import GridMode, GridParams
@@ -48,7 +56,9 @@ class GridConfig(Strict):
         "opening sells; long: where closes count as inside the window).",
     )
     level_notional: Decimal | None = Field(None, gt=0, description="Quote per opening order.")
-    level_qty: Decimal | None = Field(None, gt=0, description="Base qty per opening order.")
+    level_qty: Decimal | None = Field(
+        None, gt=0, validate_default=True, description="Base qty per opening order."
+    )
     min_gap: Decimal = Field(
         Decimal("0.1"),
         ge=0,
@@ -65,17 +75,22 @@ class GridConfig(Strict):
     )
     post_only: bool = Field(True, description="Opening orders are post-only (maker).")
 
-    @model_validator(mode="after")
-    def _one_size(self) -> GridConfig:
-        if (self.level_notional is None) == (self.level_qty is None):
+    @field_validator("level_qty")
+    @classmethod
+    def _one_size(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        notional = info.data.get("level_notional")
+        if (notional is None) == (value is None):
             raise ValueError("set exactly one of level_notional and level_qty")
-        openings = self.buy_levels + (self.sell_levels if self.mode == "neutral" else 0)
-        if self.max_open_orders < openings:
-            raise ValueError(
-                f"max_open_orders ({self.max_open_orders}) must be at least the number of "
-                f"opening levels ({openings})"
-            )
-        return self
+        return value
+
+    @field_validator("max_open_orders")
+    @classmethod
+    def _room_for_openings(cls, value: int, info: ValidationInfo) -> int:
+        buy, sell = info.data.get("buy_levels", 0), info.data.get("sell_levels", 0)
+        openings = buy + (sell if info.data.get("mode") == "neutral" else 0)
+        if value < openings:
+            raise ValueError(f"must be at least the number of opening levels ({openings})")
+        return value
 
     def params(self) -> GridParams:
         return GridParams(
@@ -113,9 +128,15 @@ class SimulatedConfig(Strict):
     balances: dict[str, Decimal] = Field(
         default_factory=lambda: {"USDT": Decimal(100_000)}, description="Starting balances."
     )
-    maker_fee_rate: Decimal = Field(Decimal("0.0002"), ge=0, lt=Decimal("0.1"))
-    taker_fee_rate: Decimal = Field(Decimal("0.0005"), ge=0, lt=Decimal("0.1"))
-    leverage: Decimal = Field(Decimal(10), ge=1, le=125)
+    maker_fee_rate: Decimal = Field(
+        Decimal("0.0002"), ge=0, lt=Decimal("0.1"), description="Fee of resting fills, in quote."
+    )
+    taker_fee_rate: Decimal = Field(
+        Decimal("0.0005"), ge=0, lt=Decimal("0.1"), description="Fee of crossing fills, in quote."
+    )
+    leverage: Decimal = Field(
+        Decimal(10), ge=1, le=125, description="Perpetuals: margin locked = notional / leverage."
+    )
     partial_fill_ratio: Decimal = Field(
         Decimal(1),
         gt=0,
@@ -125,7 +146,15 @@ class SimulatedConfig(Strict):
     consistency_window_ms: int = Field(
         0, ge=0, description="New orders invisible to lookups for this long."
     )
-    faults: FaultsConfig = FaultsConfig()
+    faults: FaultsConfig = Field(FaultsConfig(), description="Injected misbehaviour.")
+
+    @field_validator("balances")
+    @classmethod
+    def _no_debt(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        negative = {asset: amount for asset, amount in value.items() if amount < 0}
+        if negative:
+            raise ValueError(f"balances must not be negative: {negative}")
+        return value
 
 
 class RandomWalkFeed(Strict):
@@ -144,9 +173,9 @@ class BacktestSettings(BaseSettings):
     )
 
     symbol: str = Field("BTCUSDT", description="BTCUSDT (spot) or BTCUSDT-PERP (perpetual) ...")
-    grid: GridConfig
-    exchange: SimulatedConfig = SimulatedConfig()
-    feed: RandomWalkFeed = RandomWalkFeed()
+    grid: GridConfig = Field(description="The grid to trade (required).")
+    exchange: SimulatedConfig = Field(SimulatedConfig(), description="The simulated venue.")
+    feed: RandomWalkFeed = Field(RandomWalkFeed(), description="The random walk (no --data).")
     data: Path | None = Field(None, description="CSV of candles or trades instead of the walk.")
     journal_path: str = Field(":memory:", description="SQLite journal (':memory:' for speed).")
 
@@ -165,9 +194,9 @@ class BacktestSettings(BaseSettings):
 class ExchangeCredentials(Strict):
     """API credentials for a live venue. Printing this shows '**********', never the secret."""
 
-    api_key: SecretStr
-    api_secret: SecretStr
-    passphrase: SecretStr | None = None
+    api_key: SecretStr = Field(description="API key of the account.")
+    api_secret: SecretStr = Field(description="API secret, used to sign requests.")
+    passphrase: SecretStr | None = Field(None, description="API passphrase (OKX, Bitget).")
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -189,6 +218,14 @@ def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
         raise ConfigError(f"{path}: environment variable {name} is not set")
 
     return _VAR.sub(substitute, value)
+
+
+_SENSITIVE = ("secret", "key", "token", "password", "passphrase", "credential", "auth")
+
+
+def _sensitive(key_path: str) -> bool:
+    """Values under keys like these are never echoed in an error."""
+    return any(word in key_path.lower() for word in _SENSITIVE)
 
 
 def _allowed(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -214,8 +251,8 @@ def explain(error: ValidationError, model: type[BaseModel]) -> list[str]:
         elif e["type"] == "missing":
             lines.append(f"{key}: required key is missing")
         else:
-            shown = "(hidden)" if "secret" in key or "key" in key.split(".")[-1] else repr(value)
-            lines.append(f"{key} = {shown}: {e['msg']}")
+            shown = "(hidden)" if _sensitive(key) else repr(value)
+            lines.append(f"{key} = {shown}: {e['msg'].removeprefix('Value error, ')}")
     return lines
 
 
@@ -224,9 +261,11 @@ def load(model: type[BaseSettings], path: Path | str, env: Mapping[str, str] | N
     env = os.environ if env is None else env
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start})") from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -46,8 +46,12 @@ def summary_lines(summary: Summary, symbol: str, seconds: float) -> list[str]:
 
 
 def _plain(value: Any) -> Any:
+    """Money as decimal strings; floats (measured on the float equity curve, display precision)
+    as fixed-point strings too, so every amount in the JSON reads the same way."""
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, float):
+        return f"{value:.8f}"
     return value
 
 

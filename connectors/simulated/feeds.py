@@ -23,7 +23,8 @@ MINUTE_MS = 60_000
 
 
 class FeedError(ValueError):
-    """A data file cannot be read as candles or trades; the message names the line."""
+    """A data file cannot be read as candles or trades; the message names the line (the caller
+    names the file)."""
 
 
 @dataclass(frozen=True)
@@ -159,19 +160,21 @@ def load_csv(path: FsPath | str, tick: Decimal) -> PricePath:
             header = [h.strip().lower() for h in next(rows, [])]
             data = list(rows)
     except OSError as e:
-        raise FeedError(f"cannot read {path}: {e.strerror}") from e
+        raise FeedError(f"cannot read the file: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise FeedError(
+            f"not a text (UTF-8) CSV file: byte {e.start} is {e.object[e.start]:#x}"
+        ) from e
     ts_col = next((c for c in _TS_COLUMNS if c in header), None)
     if ts_col is None:
-        raise FeedError(f"{path}: no timestamp column (one of {', '.join(_TS_COLUMNS)})")
+        raise FeedError(f"no timestamp column (one of {', '.join(_TS_COLUMNS)})")
     if not data:
-        raise FeedError(f"{path}: no rows after the header")
+        raise FeedError("no rows after the header")
     if {"open", "high", "low", "close"} <= set(header):
         return candle_path(_candles(data, header, ts_col, tick))
     if "price" in header:
         return _trades(data, header, ts_col, tick)
-    raise FeedError(
-        f"{path}: need open/high/low/close columns (candles) or a price column (trades)"
-    )
+    raise FeedError("need open/high/low/close columns (candles) or a price column (trades)")
 
 
 def _candles(data: list[list[str]], header: list[str], ts_col: str, tick: Decimal) -> Candles:
