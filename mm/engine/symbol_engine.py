@@ -113,6 +113,7 @@ class SymbolEngine:
         self.risk_halted = False
         self.pending_rebuild: reconcile.Rebuild | None = None
         self._meta_pending: dict[str, str] = {}
+        self._journaled: tuple[int, object] = (-1, None)  # next generation, totals last written
         self._lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(config.max_concurrency)
 
@@ -236,14 +237,15 @@ class SymbolEngine:
     def _commit(self) -> None:
         """Journal everything the position manager changed (and pending meta) in one transaction."""
         changes = self.pm.take_changes()
-        if changes or self._meta_pending:
-            meta = {
-                "next_generation": str(self.pm.next_generation),
-                "totals": totals_to_text(self.pm.totals),
-                **self._meta_pending,
-            }
+        meta = dict(self._meta_pending)
+        if self.pm.next_generation != self._journaled[0]:
+            meta["next_generation"] = str(self.pm.next_generation)
+        if self.pm.totals is not self._journaled[1]:
+            meta["totals"] = totals_to_text(self.pm.totals)
+        if changes or meta:
             self.journal.commit(self.symbol, changes, meta)
             self._meta_pending = {}
+            self._journaled = (self.pm.next_generation, self.pm.totals)
 
     async def _act(self, commands: list[Command]) -> bool:
         """Journal, send, journal outcomes. True when every outcome was the nominal one."""
@@ -266,7 +268,10 @@ class SymbolEngine:
                 self.pm.record_cancel_requested(command.client_id, now)
         self._commit()
         self.on_phase("intent_committed")
-        outcomes = await asyncio.gather(*(self._send(c) for c in expanded))  # 3. act
+        if len(expanded) == 1:  # 3. act (no task per command when there is only one)
+            outcomes = [await self._send(expanded[0])]
+        else:
+            outcomes = await asyncio.gather(*(self._send(c) for c in expanded))
         self.on_phase("sent")
         nominal = True
         for command, report in zip(expanded, outcomes, strict=True):  # 4. journal the outcomes
