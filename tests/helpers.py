@@ -23,6 +23,7 @@ from mm.engine.symbol_engine import EngineConfig, SymbolEngine
 from mm.store.journal import Journal
 
 T0 = 1_700_000_000_000
+POLL_S = 0.005  # interval between checks of a polled condition (never a fixed wait)
 
 
 def grid(mode: str = "long", **overrides: Any) -> GridParams:
@@ -127,7 +128,7 @@ async def eventually(
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(POLL_S)
 
 
 def check_invariants(

@@ -34,6 +34,7 @@ from mm.errors import (
     PostOnlyRejected,
 )
 from mm.ports import Exchange
+from tests.helpers import POLL_S
 
 OPEN, FILLED, CANCELED = OrderStatus.OPEN, OrderStatus.FILLED, OrderStatus.CANCELED
 TIMEOUT_S = 10.0
@@ -128,7 +129,7 @@ async def until(venue: Venue, probe, condition, what: str):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}; last saw {value!r}")
         await venue.settle()
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(POLL_S)
 
 
 async def fetch(venue: Venue, cid: str, symbol: str | None = None) -> OrderReport:

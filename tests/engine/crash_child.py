@@ -24,6 +24,7 @@ from mm.engine.clock import SystemClock
 from mm.engine.runner import SymbolRunner
 from mm.engine.symbol_engine import EngineConfig, SymbolEngine
 from mm.store.journal import Journal
+from tests.helpers import POLL_S
 
 STRATEGY = "crash"
 
@@ -77,7 +78,7 @@ async def main(args: argparse.Namespace) -> None:
     while runner.ticks_processed < args.ticks and not task.done():
         if time.monotonic() > deadline:
             raise SystemExit(f"only {runner.ticks_processed} ticks in {args.timeout_s}s")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(POLL_S)
     stop.set()
     await task
     await sim.close()

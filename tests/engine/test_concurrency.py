@@ -10,6 +10,8 @@ from mm.engine.clock import SystemClock
 from mm.engine.runner import SymbolRunner
 from tests.helpers import check_invariants, eventually, grid, make_rig, run
 
+YIELD = 0  # one turn of the event loop
+
 
 def test_bursts_with_duplicated_reordered_and_dropped_updates_end_consistent():
     async def scenario():
@@ -41,7 +43,7 @@ def test_bursts_with_duplicated_reordered_and_dropped_updates_end_consistent():
             for _ in range(rng.randint(5, 40)):  # a burst: many ticks, no chance to process
                 price += D(rng.randint(-12, 12))
                 sim.set_price(rig.symbol, price)
-            await asyncio.sleep(0)
+            await asyncio.sleep(YIELD)  # let the runner take part of the burst
             if burst % 8 == 0:
                 await eventually(lambda: runner.ticks_processed > 0)
         stop.set()
