@@ -142,6 +142,9 @@ class SimulatedExchange:
             self._last[base] = int((snap(start, tick) / tick).to_integral_value())
         if config.persist_path is not None:
             self._restore(Path(config.persist_path))
+        for base in markets.SYMBOLS:  # a venue always has a last price
+            tick_size = self._rules[base].tick_size
+            self._klines[base].add(clock.now_ms(), self._last[base] * tick_size)
 
     # -- persistence --------------------------------------------------------------------------
     def _restore(self, path: Path) -> None:

@@ -86,7 +86,8 @@ class GridParams:
 # inside the window, 1 = opening, 2 = close outside the window.
 _Want = tuple[int, int, int, Role, Side, Decimal, Decimal]
 _UNACKNOWLEDGED = frozenset({OrderStatus.INTENT, OrderStatus.UNKNOWN})
-_REPLACING = frozenset({"role_changed", "resize"})  # cancels whose slot wants a new order
+# cancels after which the freed slot may want another order (a replacement, or a dust top-up)
+_REPLACING = frozenset({"role_changed", "resize", "not_closable"})
 
 
 class GridStrategy:
@@ -197,7 +198,9 @@ class GridStrategy:
         then the wanted orders are unchanged and every one of them is live.
         """
         if self._complete and self._last_key is not None:
+            horizon = self._valid_until_ms  # back-offs seen by that decision still apply
             self._remembering(snapshot, now_ms)
+            self._valid_until_ms = min(self._valid_until_ms, horizon)
             self._quiet.add(self._last_key)
 
     def _compute(
@@ -356,6 +359,17 @@ class GridStrategy:
                 resting.append((level, order))
                 continue  # a slot still opening closes once its opening order is done
             close = self._close_of(slot)
+            if (
+                close is None
+                and order is not None
+                and order.qty - order.filled_qty == abs(slot.inventory_qty)
+            ):  # a resting close whose remainder is below the venue minimum: keep it
+                close = (
+                    order.level + (1 if order.side is Side.SELL else -1),
+                    order.side,
+                    order.price,
+                    order.qty - order.filled_qty,
+                )
             if close is None or self._backing_off(slot, now_ms):
                 continue
             target, side, price, qty = close

@@ -184,6 +184,14 @@ class PositionManager:
             )
         return self._snapshot
 
+    @property
+    def changes(self) -> Changes:
+        """Everything changed since the last `clear_changes()` (not cleared by reading)."""
+        return self._changes
+
+    def clear_changes(self) -> None:
+        self._changes = Changes()
+
     def take_changes(self) -> Changes:
         changes, self._changes = self._changes, Changes()
         return changes

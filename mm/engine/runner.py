@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Coroutine
+from typing import Any
 
 from mm.core.model import PriceTick
 from mm.engine.symbol_engine import SymbolEngine
@@ -106,7 +108,7 @@ class SymbolRunner:
 
     async def _read_orders(self, orders) -> None:  # type: ignore[no-untyped-def]
         async for report in orders:
-            await self.engine.on_order_report(report)
+            await _to_completion(self.engine.on_order_report(report))
             self.updates_processed += 1
 
     async def _process_ticks(self) -> None:
@@ -115,10 +117,27 @@ class SymbolRunner:
             self._tick_ready.clear()
             tick, self._latest = self._latest, None
             if tick is not None:
-                await self.engine.on_tick(tick)
+                await _to_completion(self.engine.on_tick(tick))
                 self.ticks_processed += 1
 
     async def _reconcile_periodically(self) -> None:
         while True:
             await self.clock.sleep(self.reconcile_every_s)
             await self.engine.reconcile()
+
+
+async def _to_completion(call: Coroutine[Any, Any, None]) -> None:
+    """Run an engine call that must not stop halfway (journal intents, then sends, then
+    outcomes): when a stream breaks and this task is cancelled, the call still finishes in the
+    background; recovery, which takes the same engine lock, runs after it."""
+    task = asyncio.ensure_future(call)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(_log_failure)
+        raise
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("engine call failed after its caller was cancelled", exc_info=task.exception())

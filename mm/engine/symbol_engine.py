@@ -42,6 +42,7 @@ from mm.errors import (
     OrderNotFound,
     OrderRejected,
     RateLimited,
+    ReconcileMismatch,
     TemporaryError,
 )
 from mm.ports import Clock, Exchange
@@ -111,7 +112,7 @@ class SymbolEngine:
         self.strategy: GridStrategy | None = None
         self.last_tick: PriceTick | None = None
         self.risk_halted = False
-        self.pending_rebuild: reconcile.Rebuild | None = None
+        self.halt_kind = ""  # "reconcile": cleared by a later reconcile that agrees
         self._meta_pending: dict[str, str] = {}
         self._journaled: tuple[int, object] = (-1, None)  # next generation, totals last written
         self._lock = asyncio.Lock()
@@ -152,19 +153,28 @@ class SymbolEngine:
     async def _recover(self, *, load: bool) -> None:
         try:
             await reconcile.recover(self, load=load)
+        except ReconcileMismatch as e:
+            self.halt(str(e), kind="reconcile")
+            return
         except OperationalError as e:
             self.halt(str(e))
             return
         if self.state is not EngineState.HALTED:
             self.state = EngineState.QUOTING
+        elif self.halt_kind == "reconcile":
+            log.warning("%s: journal and exchange agree again; resuming", self.symbol)
+            self.state, self.halt_reason, self.halt_kind = EngineState.QUOTING, "", ""
         if self.strategy is not None:
             self.strategy.invalidate()
 
-    def halt(self, reason: str) -> None:
-        """Stop sending orders for this symbol (orders resting on the venue stay)."""
+    def halt(self, reason: str, *, kind: str = "operational") -> None:
+        """Stop sending orders for this symbol (orders resting on the venue stay). A halt of kind
+        "reconcile" lifts when a later reconcile finds journal and exchange in agreement; any
+        other needs a restart."""
         log.error("halting %s: %s", self.symbol, reason)
         self.state = EngineState.HALTED
         self.halt_reason = reason
+        self.halt_kind = kind
 
     def set_risk_halted(self, halted: bool) -> None:
         """Global risk state: when True no opening orders are placed and live ones are cancelled."""
@@ -184,11 +194,7 @@ class SymbolEngine:
             if self.state is not EngineState.QUOTING:
                 return
             if self.strategy is None:
-                rebuild = self.pending_rebuild
-                self.establish_anchor(rebuild.anchor if rebuild and rebuild.anchor else tick.price)
-                if rebuild is not None:
-                    reconcile.rebuild_inventory(self, rebuild)
-                self._commit()  # the anchor and any rebuilt slots in one transaction
+                self.establish_anchor(tick.price)  # the first tick a symbol ever sees
             await self._decide_and_act()
 
     def note_price(self, tick: PriceTick) -> None:
@@ -236,7 +242,7 @@ class SymbolEngine:
 
     def _commit(self) -> None:
         """Journal everything the position manager changed (and pending meta) in one transaction."""
-        changes = self.pm.take_changes()
+        changes = self.pm.changes  # cleared only once written: a failed write loses nothing
         meta = dict(self._meta_pending)
         if self.pm.next_generation != self._journaled[0]:
             meta["next_generation"] = str(self.pm.next_generation)
@@ -244,6 +250,7 @@ class SymbolEngine:
             meta["totals"] = totals_to_text(self.pm.totals)
         if changes or meta:
             self.journal.commit(self.symbol, changes, meta)
+            self.pm.clear_changes()
             self._meta_pending = {}
             self._journaled = (self.pm.next_generation, self.pm.totals)
 

@@ -237,6 +237,11 @@ class Journal:
             f"SELECT * FROM orders WHERE symbol = ? AND status IN ({marks})", [symbol, *statuses]
         ):
             order = order_from_row(row)
+            if order.level in orders:
+                raise RuntimeError(
+                    f"journal corrupt: two live orders on level {order.level} of {symbol}: "
+                    f"{orders[order.level].client_id} and {order.client_id}"
+                )
             orders[order.level] = order
         slots = []
         for row in self.db.query("SELECT * FROM slots WHERE symbol = ?", [symbol]):

@@ -294,3 +294,40 @@ def test_quiet_band_promises_hold(path, mode, probe):
     p = D(probe) / 100
     if lo < p < hi:
         assert strategy.decide(pm.snapshot(), p, now_ms=0) == []
+
+
+def test_a_settled_decision_keeps_the_reject_backoff_horizon():
+    strategy, pm = setup()
+    commands = strategy.decide(pm.snapshot(), D("10000"), now_ms=0)
+    first = commands[0]  # level -1: refused for funds, backs off until t=1000
+    pm.record_intent(first, 0)
+    pm.apply_report(
+        OrderReport(
+            pm.symbol,
+            first.client_id,
+            first.side,
+            first.price,
+            first.qty,
+            OrderStatus.REJECTED,
+            reason="insufficient_funds",
+            ts_ms=0,
+        )
+    )
+    apply(pm, commands[1:])
+    moved = strategy.decide(pm.snapshot(), D("10100"), now_ms=500)
+    assert set(placed(moved)) == {0}
+    apply(pm, moved)
+    strategy.settled(pm.snapshot(), 500)  # nominal outcome: remembered as quiet ...
+    retry = strategy.decide(pm.snapshot(), D("10100"), now_ms=1500)  # ... until the back-off ends
+    assert set(placed(retry)) == {-1}
+
+
+def test_a_close_whose_remainder_fell_below_the_minimum_is_kept():
+    strategy, pm = setup()
+    apply(pm, strategy.decide(pm.snapshot(), D("10000"), now_ms=0))
+    fill(pm, -1)
+    apply(pm, strategy.decide(pm.snapshot(), D("9900"), now_ms=1))
+    fill(pm, -1, "0.0096")  # the close leaves 0.0004 BTC: below min qty, yet resting on the venue
+    assert pm.slot(-1).order.role is Role.CLOSE
+    commands = strategy.decide(pm.snapshot(), D("9990"), now_ms=2)
+    assert -1 not in cancelled(commands) and -1 not in placed(commands)

@@ -111,3 +111,15 @@ def test_reset_forgets_slots_and_closes_live_rows():
     journal.reset(SYMBOL)
     assert journal.db.execute("SELECT COUNT(*) FROM slots").fetchone()[0] == 0
     assert journal.order(live.client_id).status is OrderStatus.EXPIRED
+
+
+def test_two_live_orders_on_one_level_is_refused_as_corruption():
+    journal = Journal(":memory:")
+    a, b = order(-1, "g2t1aaaaobhzzz1"), order(-1, "g2t1aaaaobhzzz2")
+    journal.commit(
+        SYMBOL,
+        Changes(slots={-1: Slot(-1, order=a)}, orders={a.client_id: a, b.client_id: b}),
+        {"anchor": "1"},
+    )
+    with pytest.raises(RuntimeError, match="two live orders on level -1"):
+        journal.load(SYMBOL)
