@@ -55,6 +55,23 @@ def fill(pm, level, qty=None):
     )
 
 
+def refuse(pm, cmd, ts_ms):
+    """The venue refuses a placement for funds: the slot backs off."""
+    pm.record_intent(cmd, ts_ms)
+    pm.apply_report(
+        OrderReport(
+            pm.symbol,
+            cmd.client_id,
+            cmd.side,
+            cmd.price,
+            cmd.qty,
+            OrderStatus.REJECTED,
+            reason="insufficient_funds",
+            ts_ms=ts_ms,
+        )
+    )
+
+
 def placed(commands):
     return {
         c.level: (c.role, c.side, c.price, c.qty) for c in commands if isinstance(c, PlaceOrder)
@@ -237,19 +254,7 @@ def test_a_rejected_slot_waits_for_its_backoff():
     strategy, pm = setup()
     commands = strategy.decide(pm.snapshot(), D("10000"), now_ms=0)
     first = commands[0]
-    pm.record_intent(first, 0)
-    pm.apply_report(
-        OrderReport(
-            pm.symbol,
-            first.client_id,
-            first.side,
-            first.price,
-            first.qty,
-            OrderStatus.REJECTED,
-            reason="insufficient_funds",
-            ts_ms=0,
-        )
-    )
+    refuse(pm, first, ts_ms=0)
     for c in commands[1:]:
         apply(pm, [c])
     assert strategy.decide(pm.snapshot(), D("10000"), now_ms=500) == []
@@ -300,19 +305,7 @@ def test_a_settled_decision_keeps_the_reject_backoff_horizon():
     strategy, pm = setup()
     commands = strategy.decide(pm.snapshot(), D("10000"), now_ms=0)
     first = commands[0]  # level -1: refused for funds, backs off until t=1000
-    pm.record_intent(first, 0)
-    pm.apply_report(
-        OrderReport(
-            pm.symbol,
-            first.client_id,
-            first.side,
-            first.price,
-            first.qty,
-            OrderStatus.REJECTED,
-            reason="insufficient_funds",
-            ts_ms=0,
-        )
-    )
+    refuse(pm, first, ts_ms=0)
     apply(pm, commands[1:])
     moved = strategy.decide(pm.snapshot(), D("10100"), now_ms=500)
     assert set(placed(moved)) == {0}

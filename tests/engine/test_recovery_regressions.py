@@ -13,7 +13,7 @@ from mm.core.model import OrderRequest, OrderStatus, PriceTick, Role, Side
 from mm.engine.clock import VirtualClock
 from mm.engine.symbol_engine import EngineState
 from mm.store.journal import Journal
-from tests.helpers import T0, check_invariants, grid, make_rig, run
+from tests.helpers import T0, check_invariants, eventually, grid, make_rig, run
 
 
 class Crash(Exception):
@@ -114,8 +114,10 @@ def test_a_stream_break_mid_act_does_not_leave_a_cancel_stuck():
         task = asyncio.create_task(
             rig.engine.on_tick(PriceTick(rig.symbol, D("10000"), clock.now_ms()))
         )
-        while not any(o.cancel_requested for o in rig.engine.pm.live_orders()):
-            await asyncio.sleep(0)
+        await eventually(
+            lambda: any(o.cancel_requested for o in rig.engine.pm.live_orders()),
+            what="a cancel journaled and on its way",
+        )
         task.cancel()  # what the runner does to its tasks when a stream breaks
         await asyncio.gather(task, return_exceptions=True)
         await rig.engine.reconcile()  # the reconnect's gap-fill
