@@ -13,7 +13,7 @@ from mm.core.model import OrderRequest, OrderStatus, PriceTick, Role, Side
 from mm.engine.clock import VirtualClock
 from mm.engine.symbol_engine import EngineState
 from mm.store.journal import Journal
-from tests.helpers import T0, check_invariants, eventually, grid, make_rig, run
+from tests.helpers import T0, check_invariants, grid, make_rig, run
 
 
 class Crash(Exception):
@@ -107,19 +107,23 @@ def test_a_stream_break_mid_act_does_not_leave_a_cancel_stuck():
     async def scenario():
         clock = VirtualClock(T0)
         sim = venue(clock, faults=FaultConfig(latency_ms=5))
-        rig = make_rig(clock=clock, venue=sim)
+        journaled = asyncio.Event()
+
+        def on_phase(name):
+            if name == "intent_committed" and rig.engine.risk_halted:
+                journaled.set()  # the cancels are in the journal, not yet on the venue
+
+        rig = make_rig(clock=clock, venue=sim, on_phase=on_phase)
         await rig.engine.start()
         await rig.step("10000")
         rig.engine.set_risk_halted(True)
         task = asyncio.create_task(
             rig.engine.on_tick(PriceTick(rig.symbol, D("10000"), clock.now_ms()))
         )
-        await eventually(
-            lambda: any(o.cancel_requested for o in rig.engine.pm.live_orders()),
-            what="a cancel journaled and on its way",
-        )
+        await journaled.wait()
         task.cancel()  # what the runner does to its tasks when a stream breaks
         await asyncio.gather(task, return_exceptions=True)
+        assert any(o.cancel_requested for o in rig.engine.pm.live_orders())
         await rig.engine.reconcile()  # the reconnect's gap-fill
         await rig.step("10000")
         assert open_on_venue(rig) == []
