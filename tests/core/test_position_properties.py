@@ -31,38 +31,16 @@ def order_lives(draw):
             final_fill, steps = D(0), []
         client_id = ids.encode("p1", SYMBOL, level, role, side, generation)
         cmd = PlaceOrder(SYMBOL, client_id, level, role, side, price, qty, False, False)
-        reports = [OrderReport(SYMBOL, client_id, side, price, qty, OrderStatus.OPEN)]
+
+        def report(status, cum=D(0), ts_ms=0, side=side, price=price, qty=qty, cid=client_id):
+            return OrderReport(
+                SYMBOL, cid, side, price, qty, status, cum, price, cum * price / 1000, ts_ms=ts_ms
+            )
+
+        reports = [report(OrderStatus.OPEN)]
         for i, cum in enumerate(steps):
-            cum = min(D(cum) / 10, final_fill)
-            fee = cum * price / 1000
-            reports.append(
-                OrderReport(
-                    SYMBOL,
-                    client_id,
-                    side,
-                    price,
-                    qty,
-                    OrderStatus.PARTIALLY_FILLED,
-                    cum,
-                    price,
-                    fee,
-                    ts_ms=i,
-                )
-            )
-        reports.append(
-            OrderReport(
-                SYMBOL,
-                client_id,
-                side,
-                price,
-                qty,
-                final,
-                final_fill,
-                price,
-                final_fill * price / 1000,
-                ts_ms=9,
-            )
-        )
+            reports.append(report(OrderStatus.PARTIALLY_FILLED, min(D(cum) / 10, final_fill), i))
+        reports.append(report(final, final_fill, 9))
         shuffled = draw(st.permutations(reports))
         repeats = draw(st.lists(st.sampled_from(reports), max_size=3))
         lives.append((cmd, list(shuffled) + repeats))
