@@ -57,11 +57,15 @@ async def main(args: argparse.Namespace) -> None:
     def on_phase(name: str) -> None:
         seen[name] += 1
         if name == args.crash_phase and seen[name] == args.crash_after:
+            intents = [o.client_id for o in engine.pm.live_orders() if o.status.value == "INTENT"]
+            # The venue runs in this process and saves every order it accepts before answering,
+            # so what it holds now is what survives the kill. A sent order can have been refused
+            # (post-only: the price moved on after the engine's last tick); it never existed.
+            on_venue = {o.client_id for o in sim.orders(args.symbol)}
             in_flight = {
                 "phase": name,
-                "intents": [
-                    o.client_id for o in engine.pm.live_orders() if o.status.value == "INTENT"
-                ],
+                "intents": intents,
+                "accepted": [c for c in intents if c in on_venue],
                 "fills": [f.client_id for f in engine.pm._changes.fills],
             }
             (directory / "crash.json").write_text(json.dumps(in_flight))

@@ -75,8 +75,10 @@ def test_sigkill_at_each_phase_loses_and_doubles_nothing(tmp_path, phase, after)
         assert row.status is not OrderStatus.INTENT
         if phase == "intent_committed":
             assert client_id not in on_venue and row.reason == "never_placed"
-        else:
+        elif client_id in in_flight["accepted"]:  # sent and taken: never declared never placed
             assert client_id in on_venue and row.reason != "never_placed"
+        else:  # sent and refused by the venue (e.g. post-only): it does not exist there
+            assert client_id not in on_venue and row.status is OrderStatus.REJECTED
     for client_id in in_flight["fills"]:  # the fill that died in memory was applied on restart
         counted = sum((f.qty for f in journal.fills(symbol) if f.client_id == client_id), D(0))
         assert counted == on_venue[client_id].filled > 0
