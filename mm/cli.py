@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +27,9 @@ from mm.core.rounding import is_multiple
 from mm.engine.backtest import Backtest, BacktestResult
 from mm.engine.clock import VirtualClock
 from mm.engine.symbol_engine import EngineConfig, SymbolEngine
-from mm.errors import ConfigError, MMError
+from mm.errors import ConfigError, MMError, NotRunning, RequestError
 from mm.observability.logs import setup_logging
+from mm.settings import MarketMakerSettings, check_symbol
 from mm.store.journal import Journal
 
 log = logging.getLogger("mm.cli")
@@ -47,7 +50,56 @@ def _parser() -> argparse.ArgumentParser:
         help="progress bar (default: when stderr is a terminal)",
     )
     bt.add_argument("-v", "--verbose", action="store_true", help="log every rejected order")
+    _live_parsers(sub)
     return parser
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", default="auto", help="Ray cluster of the running market maker")
+    p.add_argument("--namespace", default="opensqt", help="Ray namespace (ray.namespace)")
+
+
+def _live_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    run = sub.add_parser("run", help="run every registered symbol under Ray (embedded by default)")
+    run.add_argument("--config", type=Path, default=Path("configs/market_maker.yaml"))
+    run.add_argument("--address", help="join this Ray cluster ('auto' inside `ray up`)")
+    run.add_argument("--quiet", action="store_true", help="no status line")
+    run.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    add = sub.add_parser("add-symbol", help="register a symbol and start trading it")
+    add.add_argument("symbol", help="exchange-native name, e.g. SOLUSDT or SOLUSDT-PERP")
+    for flag, kind, text in _GRID_FLAGS:
+        add.add_argument(flag, type=kind, help=text)
+    add.add_argument("--post-only", action=argparse.BooleanOptionalAction, default=None)
+    add.add_argument("--wait", type=float, default=60.0, help="seconds to wait for quoting")
+    _cluster_args(add)
+    remove = sub.add_parser("remove-symbol", help="drain a symbol and unregister it")
+    remove.add_argument("symbol")
+    remove.add_argument("--keep-orders", action="store_true", help="leave its orders resting")
+    _cluster_args(remove)
+    status = sub.add_parser("status", help="state of every symbol, risk and connector")
+    status.add_argument("--json", action="store_true", help="the full status as JSON")
+    _cluster_args(status)
+    for name, text in (("pause", "stop placing orders"), ("resume", "quote again")):
+        p = sub.add_parser(name, help=f"{text} (one symbol, or all)")
+        p.add_argument("symbol", nargs="?")
+        _cluster_args(p)
+    breaker = sub.add_parser("breaker", help="trip or reset the global circuit breaker")
+    breaker.add_argument("action", choices=["trip", "reset"])
+    breaker.add_argument("--reason", default="operator", help="recorded with a trip")
+    _cluster_args(breaker)
+
+
+_GRID_FLAGS = (
+    ("--interval", str, "price distance between levels, in quote (required)"),
+    ("--mode", str, "long | neutral"),
+    ("--buy-levels", int, "opening buy levels"),
+    ("--sell-levels", int, "sell levels"),
+    ("--level-notional", str, "quote per opening order"),
+    ("--level-qty", str, "base per opening order (instead of --level-notional)"),
+    ("--max-open-orders", int, "cap on live orders"),
+    ("--min-gap", str, "minimum distance of a new opening order, in intervals"),
+    ("--strategy-id", str, "1-6 of [a-z0-9], carried in client ids"),
+)
 
 
 def _price_path(cfg: config.BacktestSettings, data: Path | None, candles: int | None) -> PricePath:
@@ -187,14 +239,113 @@ def backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def run(args: argparse.Namespace) -> int:
+    from mm import live
+    from mm.actors import client
+    from mm.composition import make_exchange
+
+    settings = config.load(MarketMakerSettings, args.config)
+    if args.verbose:
+        logging.getLogger().setLevel(logging.INFO)
+    embedded = client.start(settings, args.address)
+    where = "embedded Ray on this host" if embedded else f"Ray cluster {args.address}"
+    print(f"mm run: starting on {where}, data in {settings.data_dir}", flush=True)
+    try:
+        handle = client.launch(settings, make_exchange)
+        asyncio.run(live.LiveProcess(settings, client.Cluster(handle)).run(quiet=args.quiet))
+    finally:
+        client.stop()
+    return 0
+
+
+def _orchestrator(args: argparse.Namespace) -> Any:
+    from mm.actors import client
+
+    return client.connect(args.address, args.namespace)
+
+
+def _ask(ref: Any, timeout_s: float = 120.0) -> Any:
+    from mm.actors.calls import get
+
+    return get(ref, timeout_s=timeout_s)
+
+
+def add_symbol(args: argparse.Namespace) -> int:
+    symbol = check_symbol(args.symbol)
+    overrides = {
+        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
+        for flag, _, _ in _GRID_FLAGS
+    }
+    overrides["post_only"] = args.post_only
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "interval" not in overrides:
+        raise ConfigError("--interval is required (price distance between levels, in quote)")
+    orchestrator = _orchestrator(args)
+    status = _ask(orchestrator.add_symbol.remote(symbol, overrides, args.wait), args.wait + 30)
+    print(f"{symbol}: {status['state']} (anchor {status['anchor']}, {status['open_orders']} open)")
+    return 0
+
+
+def remove_symbol(args: argparse.Namespace) -> int:
+    status = _ask(_orchestrator(args).remove_symbol.remote(args.symbol, args.keep_orders))
+    kept = "kept" if args.keep_orders else "cancelled"
+    print(
+        f"{args.symbol}: removed; orders {kept}; inventory {status.get('inventory_qty', '?')} "
+        f"stays in its journal"
+    )
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    current = _ask(_orchestrator(args).status.remote(), 30)
+    if args.json:
+        print(json.dumps(current, indent=2, default=str))
+        return 0
+    print(report.status_table(current))
+    return 0
+
+
+def pause_resume(args: argparse.Namespace) -> int:
+    orchestrator = _orchestrator(args)
+    states = _ask(getattr(orchestrator, args.command).remote(args.symbol))
+    for symbol, state in states.items():
+        print(f"{symbol}: {state}")
+    return 0
+
+
+def breaker(args: argparse.Namespace) -> int:
+    state = _ask(_orchestrator(args).breaker.remote(args.action, args.reason))
+    reasons = ", ".join(state["reasons"]) or "none"
+    print(f"breaker {args.action}: halted={state['halted']} reasons={reasons}")
+    return 0
+
+
+COMMANDS = {
+    "backtest": backtest,
+    "run": run,
+    "add-symbol": add_symbol,
+    "remove-symbol": remove_symbol,
+    "status": status,
+    "pause": pause_resume,
+    "resume": pause_resume,
+    "breaker": breaker,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging()
     try:
-        return {"backtest": backtest}[args.command](args)
+        return COMMANDS[args.command](args)
     except ConfigError as e:
         for line in str(e).splitlines():
             print(f"config error: {line}", file=sys.stderr)
+        return 2
+    except NotRunning as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except RequestError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except MMError as e:
         print(f"error: {e}", file=sys.stderr)

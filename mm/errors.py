@@ -79,6 +79,23 @@ class OrderNotFound(MMError):
     """No order with this id on the venue (cancel/lookup); resolve from the final status."""
 
 
+# -- the request itself is wrong: fix it and ask again -------------------------------------------
+class RequestError(MMError):
+    """An operator's request cannot be done as asked (the message says why); nothing changed."""
+
+
+class UnknownSymbol(RequestError):
+    """The symbol is not registered with the running market maker."""
+
+
+class SymbolExists(RequestError):
+    """The symbol is already registered (remove it first to change its grid)."""
+
+
+class NotRunning(RequestError):
+    """No market maker is running where the command looked (start one with `mm run`)."""
+
+
 # -- operational: halt and call a human ----------------------------------------------------------
 class OperationalError(MMError):
     """Trading on this symbol (or all) must stop until a human looks."""

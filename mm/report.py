@@ -118,3 +118,49 @@ def write_png(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def status_table(status: dict[str, Any]) -> str:
+    """`mm status`: one row per symbol, then the risk and connector lines."""
+    header = ("SYMBOL", "STATE", "INVENTORY", "OPEN", "REALIZED", "UNREALIZED", "PRICE", "TICK AGE")
+    rows = [header]
+    for symbol, s in sorted((status.get("symbols") or {}).items()):
+        age = s.get("last_tick_age_s")
+        rows.append(
+            (
+                symbol,
+                str(s.get("state", "?")),
+                str(s.get("inventory_qty", "-")),
+                str(s.get("open_orders", "-")),
+                str(s.get("realized_pnl", "-")),
+                _short(s.get("unrealized_pnl")),
+                str(s.get("last_price") or "-"),
+                f"{age:.1f}s" if isinstance(age, int | float) else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    risk = status.get("risk") or {}
+    if "halted" in risk:
+        reasons = ", ".join(risk.get("reasons", [])) or "none"
+        lines.append(
+            f"risk: {'HALTED' if risk['halted'] else 'ok'} (reasons: {reasons}; exposure "
+            f"{risk.get('exposure_quote')} quote; breaker {risk.get('breaker_reason') or 'armed'})"
+        )
+    connector = status.get("connector") or {}
+    if "exchange" in connector:
+        lines.append(
+            f"connector: {connector['exchange']}, {connector.get('ticks_in', 0)} ticks in, "
+            f"{connector.get('ticks_conflated', 0)} conflated, "
+            f"{connector.get('reconnects', 0)} reconnects"
+        )
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "-"
+    try:
+        return f"{Decimal(str(value)):.4f}"
+    except ArithmeticError:
+        return str(value)

@@ -74,6 +74,7 @@ class SimConfig:
     consistency_window_ms: int = 0
     faults: FaultConfig = field(default_factory=FaultConfig)
     persist_path: Path | None = None
+    persist_prices_every_ms: int = 0  # a price-only step saves at most this often (0: always)
 
 
 def rules_for(symbol: str) -> MarketRules | None:
@@ -128,6 +129,7 @@ class SimulatedExchange:
         self.hub = Hub(self.faults)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._saved_ms = 0
         self.step_errors = 0
         for base in markets.SYMBOLS:
             tick = self._rules[base].tick_size
@@ -165,6 +167,7 @@ class SimulatedExchange:
     def _save(self) -> None:
         if self.config.persist_path is None:
             return
+        self._saved_ms = self.clock.now_ms()
         state.dump(
             Path(self.config.persist_path),
             orders=list(self._orders.values()),
@@ -483,9 +486,10 @@ class SimulatedExchange:
             ticks = feed.next()
             if ticks is None:
                 continue
-            self.advance(base, ticks, ts)
+            self.advance(base, ticks, ts)  # saves at once when anything filled
             self._publish_tick(base, ts)
-        self._save()
+        if ts - self._saved_ms >= self.config.persist_prices_every_ms:
+            self._save()
 
     async def _run(self) -> None:
         """The feed loop never dies: a failing step is logged and counted, the next one runs."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Coroutine
 from typing import Any
 
 from mm.core.model import PriceTick
+from mm.engine.backoff import jittered
 from mm.engine.symbol_engine import SymbolEngine
 from mm.errors import StreamDisconnected, TemporaryError
 from mm.ports import Clock, Exchange
@@ -68,9 +68,7 @@ class SymbolRunner:
                 await self._backoff(attempt)
 
     async def _backoff(self, attempt: int) -> None:
-        low, high = self.backoff_s
-        delay = min(high, low * 2 ** min(attempt, 10))
-        await self.clock.sleep(delay * (0.5 + random.random() / 2))
+        await self.clock.sleep(jittered(self.backoff_s, attempt + 1))
 
     async def _pump(self, stop: asyncio.Event, *, recover: bool) -> None:
         symbol = self.engine.symbol

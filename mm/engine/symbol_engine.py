@@ -112,6 +112,7 @@ class SymbolEngine:
         self.strategy: GridStrategy | None = None
         self.last_tick: PriceTick | None = None
         self.risk_halted = False
+        self.paused = False  # operator pause: no decisions (fills are still journaled)
         self.halt_kind = ""  # "reconcile": cleared by a later reconcile that agrees
         self._meta_pending: dict[str, str] = {}
         self._journaled: tuple[int, object] = (-1, None)  # next generation, totals last written
@@ -224,7 +225,7 @@ class SymbolEngine:
         assert self.strategy is not None and self.last_tick is not None
         tick = self.last_tick
         for _ in range(SETTLE_ROUNDS):
-            if self.state is not EngineState.QUOTING:
+            if self.state is not EngineState.QUOTING or self.paused:
                 return
             commands = self.strategy.decide(
                 self.pm.snapshot(),
@@ -378,18 +379,23 @@ class SymbolEngine:
             return None
 
     # -- views -------------------------------------------------------------------------------
+    def unrealized_pnl(self) -> Decimal:
+        """Inventory marked at the last price, net of the opening fees it carries."""
+        if self.last_tick is None:
+            return ZERO
+        price = self.last_tick.price
+        return sum(
+            (
+                (price - s.entry_price) * s.inventory_qty - s.open_fees
+                for s in self.pm.snapshot().slots.values()
+            ),
+            ZERO,
+        )
+
     def status(self) -> dict[str, object]:
         snap = self.pm.snapshot()
         price = self.last_tick.price if self.last_tick else None
-        unrealized = ZERO
-        if price is not None:
-            unrealized = sum(  # net of the opening fees carried with the inventory
-                (
-                    (price - s.entry_price) * s.inventory_qty - s.open_fees
-                    for s in snap.slots.values()
-                ),
-                ZERO,
-            )
+        unrealized = self.unrealized_pnl()
         return {
             "symbol": self.symbol,
             "state": self.state.value,

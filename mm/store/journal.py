@@ -276,6 +276,31 @@ class Journal:
         query = "SELECT * FROM fills WHERE symbol = ? ORDER BY ts_ms, rowid"
         return [fill_from_row(r) for r in self.db.query(query, [symbol])]
 
+    def closed_pnls_since(self, symbol: str, rowid: int) -> tuple[list[Decimal], int]:
+        """Realized PnL of round trips closed after fill row `rowid`, oldest first, and the
+        newest fill row id (the watermark for the next call)."""
+        rows = self.db.execute(
+            "SELECT rowid, realized_pnl, closed_round_trip FROM fills "
+            "WHERE symbol = ? AND rowid > ? ORDER BY rowid",
+            [symbol, rowid],
+        ).fetchall()
+        pnls = [Decimal(pnl) for _, pnl, closed in rows if closed]
+        return pnls, (rows[-1][0] if rows else rowid)
+
+    def last_fill_rowid(self, symbol: str) -> int:
+        row = self.db.execute("SELECT MAX(rowid) FROM fills WHERE symbol = ?", [symbol]).fetchone()
+        return int(row[0] or 0)
+
+    def writable(self) -> bool:
+        """Take the write lock and release it: True when a commit could happen now."""
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            return False
+        return True
+
     # -- writes -----------------------------------------------------------------------------
     def commit(self, symbol: str, changes: Changes, meta: Mapping[str, str] | None = None) -> None:
         """Write one event's changes atomically (all or nothing)."""

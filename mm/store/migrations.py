@@ -50,16 +50,16 @@ def current_version(db: Database) -> int:
     return int(row[0] or 0)
 
 
-def migrate(db: Database) -> int:
+def migrate(db: Database, migrations: dict[int, str] = MIGRATIONS) -> int:
     """Apply every migration newer than the database; returns the resulting version."""
     db.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)"
     )
     version = current_version(db)
-    for number in sorted(n for n in MIGRATIONS if n > version):
+    for number in sorted(n for n in migrations if n > version):
         with db.atomic():
-            for statement in MIGRATIONS[number].split(";"):
+            for statement in migrations[number].split(";"):
                 if statement.strip():
                     db.conn.execute(statement)
             db.conn.execute(

@@ -1,0 +1,229 @@
+"""`mm:connector`: the one shared exchange connection, as a Ray actor, and its client side.
+
+Owns: a thin shell over `ConnectorService` (routes to symbol actors by name, the shared REST
+budget, stream fan-out, Ray dashboard metrics), and `ConnectorExchange`, the `Exchange` port a
+symbol actor's engine uses: every call goes through this actor, so every symbol shares one
+connection and one rate-limit budget.
+Must not: hold trading logic or decide anything for a symbol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import ray
+from ray.util import metrics
+
+from mm.actors import options
+from mm.actors.calls import call
+from mm.core.model import (
+    AccountUpdate,
+    Balance,
+    Candle,
+    Fill,
+    MarketRules,
+    OrderReport,
+    OrderRequest,
+    Position,
+    PriceTick,
+)
+from mm.engine.connector_service import ConnectorService
+from mm.engine.router import Delivery
+from mm.errors import RequestError
+from mm.ports import Exchange, HealthReport
+from mm.settings import MarketMakerSettings
+
+log = logging.getLogger(__name__)
+
+PORT_METHODS = frozenset(
+    {
+        "load_markets",
+        "place_order",
+        "place_orders",
+        "cancel_order",
+        "cancel_all",
+        "fetch_order",
+        "fetch_open_orders",
+        "fetch_fills",
+        "fetch_balances",
+        "fetch_positions",
+        "fetch_klines",
+        "check_health",
+    }
+)
+STATE_CHANGING = frozenset({"place_order", "place_orders", "cancel_order", "cancel_all"})
+METRICS_EVERY_S = 1.0
+
+
+@ray.remote
+class Connector:
+    def __init__(
+        self,
+        settings: MarketMakerSettings,
+        exchange_factory: Callable[[MarketMakerSettings], Exchange],
+    ) -> None:
+        self.settings = settings
+        self.namespace = settings.ray.namespace
+        c = settings.connector
+        self.exchange = exchange_factory(settings)
+        self.service = ConnectorService(
+            self.exchange,
+            rate_limit_per_s=c.rate_limit_per_s,
+            rate_limit_burst=c.rate_limit_burst,
+            max_pending_updates=c.max_pending_updates,
+        )
+        self.service.start()
+        tags = ("symbol",)
+        self._routed = metrics.Counter("mm_ticks_routed", "Ticks delivered to symbols", tags)
+        self._conflated = metrics.Counter("mm_ticks_conflated", "Ticks replaced by newer", tags)
+        self._depth = metrics.Gauge("mm_queue_depth", "Order updates pending per symbol", tags)
+        self._last: dict[str, tuple[int, int]] = {}
+        self._metrics_task = asyncio.get_running_loop().create_task(self._export_metrics())
+
+    async def info(self) -> dict[str, Any]:
+        return {
+            "name": self.exchange.name,
+            "consistency_window_ms": self.exchange.consistency_window_ms,
+        }
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """Run one `Exchange` port method under the shared budget."""
+        if method not in PORT_METHODS:
+            raise RequestError(f"{method!r} is not an exchange port method")
+        return await self.service.call(method, *args)
+
+    async def add_route(self, symbol: str) -> bool:
+        """Deliver `symbol`'s ticks and order updates to its actor (idempotent)."""
+        handle = ray.get_actor(options.symbol_actor(symbol), namespace=self.namespace)
+
+        async def sink(delivery: Delivery) -> None:
+            await handle.deliver.remote(delivery)
+
+        return self.service.add_route(symbol, sink)
+
+    async def remove_route(self, symbol: str) -> bool:
+        return await self.service.remove_route(symbol)
+
+    async def ensure_routes(self, symbols: list[str]) -> list[str]:
+        """Make the routes exactly `symbols` (after a restart of either side); returns changes."""
+        changed = []
+        for symbol in set(self.service.router.symbols) - set(symbols):
+            await self.remove_route(symbol)
+            changed.append(f"-{symbol}")
+        for symbol in symbols:
+            try:
+                if await self.add_route(symbol):
+                    changed.append(f"+{symbol}")
+            except ValueError:  # its actor is not up yet; the next round adds it
+                log.warning("no actor for %s yet", symbol)
+        return changed
+
+    async def routes(self) -> list[str]:
+        return self.service.router.symbols
+
+    async def take_round_trips(self) -> list[float]:
+        return self.service.take_round_trips()
+
+    async def stats(self) -> dict[str, Any]:
+        return self.service.stats()
+
+    async def health(self) -> tuple[bool, str]:
+        age = self.service.last_message_age_s()
+        if self.service.router.symbols and (
+            age is None or age > self.settings.connector.stale_after_s
+        ):
+            return False, f"streams silent for {age if age is not None else 'ever'} s"
+        report = await self.exchange.check_health()
+        return report.ok, report.detail or f"{self.exchange.name} ok"
+
+    async def close(self) -> None:
+        self._metrics_task.cancel()
+        await self.service.close()
+        await self.exchange.close()
+
+    async def _export_metrics(self) -> None:
+        """Ray dashboard metrics, updated from counters (never on the tick path)."""
+        while True:
+            await asyncio.sleep(METRICS_EVERY_S)
+            for symbol, box in self.service.stats()["symbols"].items():  # type: ignore[union-attr]
+                routed, conflated = self._last.get(symbol, (0, 0))
+                tags = {"symbol": symbol}
+                if box["delivered_ticks"] > routed:
+                    self._routed.inc(box["delivered_ticks"] - routed, tags)
+                if box["conflated"] > conflated:
+                    self._conflated.inc(box["conflated"] - conflated, tags)
+                self._depth.set(box["pending_updates"], tags)
+                self._last[symbol] = (box["delivered_ticks"], box["conflated"])
+
+
+class ConnectorExchange:
+    """The `Exchange` port over the connector actor (used by symbol actors). Streams are not
+    offered: the connector pushes each symbol's events to its actor."""
+
+    def __init__(self, handle: Any, name: str = "connector", consistency_window_ms: int = 0):
+        self._handle = handle
+        self.name = name
+        self.consistency_window_ms = consistency_window_ms
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        ref = self._handle.call.remote(method, *args)
+        return await call(ref, changes_state=method in STATE_CHANGING)
+
+    async def load_markets(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
+        return await self._call("load_markets", list(symbols))
+
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        return await self._call("place_order", request)
+
+    async def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderReport | Exception]:
+        return await self._call("place_orders", list(requests))
+
+    async def cancel_order(self, symbol: str, client_id: str) -> OrderReport:
+        return await self._call("cancel_order", symbol, client_id)
+
+    async def cancel_all(self, symbol: str) -> list[OrderReport]:
+        return await self._call("cancel_all", symbol)
+
+    async def fetch_order(self, symbol: str, client_id: str) -> OrderReport:
+        return await self._call("fetch_order", symbol, client_id)
+
+    async def fetch_open_orders(self, symbol: str) -> list[OrderReport]:
+        return await self._call("fetch_open_orders", symbol)
+
+    async def fetch_fills(self, symbol: str, since_ms: int) -> list[Fill]:
+        return await self._call("fetch_fills", symbol, since_ms)
+
+    async def fetch_balances(self) -> dict[str, Balance]:
+        return await self._call("fetch_balances")
+
+    async def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
+        return await self._call("fetch_positions", list(symbols))
+
+    async def fetch_klines(
+        self, symbol: str, interval: str, since_ms: int | None = None, limit: int = 500
+    ) -> list[Candle]:
+        return await self._call("fetch_klines", symbol, interval, since_ms, limit)
+
+    async def check_health(self) -> HealthReport:
+        return await self._call("check_health")
+
+    def _no_stream(self, *_: Any) -> AsyncIterator[Any]:
+        raise NotImplementedError("the connector pushes events to symbol actors; no streams here")
+
+    def stream_prices(self, symbols: Sequence[str]) -> AsyncIterator[PriceTick]:
+        return self._no_stream(symbols)
+
+    def stream_orders(self, symbols: Sequence[str]) -> AsyncIterator[OrderReport]:
+        return self._no_stream(symbols)
+
+    def stream_klines(self, symbol: str, interval: str) -> AsyncIterator[Candle]:
+        return self._no_stream(symbol, interval)
+
+    def stream_account(self) -> AsyncIterator[AccountUpdate]:
+        return self._no_stream()
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,43 @@
+"""Factories the composition root hands to actors: which concrete classes a process builds.
+
+Owns: turning `MarketMakerSettings` into the exchange the connector actor holds. It is passed
+by reference (a module-level function) from `mm.cli` to the actors, so `mm/actors` never imports
+a connector. Must not: hold trading logic.
+"""
+
+from __future__ import annotations
+
+from connectors.simulated.exchange import SimConfig, SimulatedExchange
+from connectors.simulated.faults import FaultConfig
+from mm.engine.clock import SystemClock
+from mm.ports import Exchange
+from mm.settings import MarketMakerSettings
+
+VENUE_FILE = "venue.json"
+
+
+def make_exchange(settings: MarketMakerSettings) -> Exchange:
+    """The exchange behind the connector. Call inside a running event loop (live feeds start)."""
+    sim = settings.exchange.simulated
+    persist = settings.data_dir / VENUE_FILE if sim.persist else None
+    if persist is not None:
+        persist.parent.mkdir(parents=True, exist_ok=True)
+    venue = SimulatedExchange(
+        SimConfig(
+            balances=dict(sim.balances),
+            maker_fee_rate=sim.maker_fee_rate,
+            taker_fee_rate=sim.taker_fee_rate,
+            leverage=sim.leverage,
+            partial_fill_ratio=sim.partial_fill_ratio,
+            consistency_window_ms=sim.consistency_window_ms,
+            faults=FaultConfig(**sim.faults.model_dump()),
+            volatility=sim.volatility,
+            seed=sim.seed,
+            tick_interval_ms=sim.tick_interval_ms,
+            persist_path=persist,
+            persist_prices_every_ms=sim.persist_prices_every_ms,
+        ),
+        SystemClock(),
+    )
+    venue.start()
+    return venue

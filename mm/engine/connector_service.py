@@ -1,0 +1,215 @@
+"""ConnectorService: one exchange connection shared by every symbol (DESIGN 6, "Routing").
+
+Owns: the single subscription per stream type for all routed symbols (re-made when a symbol is
+added or removed, and after a break: with jittered backoff, and then every symbol is asked to
+resync, i.e. reconcile over REST), the fan-out through a `Router`, and the one account-wide
+budget for REST calls: a token bucket shared by all symbols, plus a global pause when the venue
+says "rate limited" (honouring its Retry-After) — never a per-symbol backoff. Every REST call is
+timed; the samples feed the latency guard.
+Must not: import Ray or know where symbols live; a route is an async callable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from mm.engine.backoff import jittered
+from mm.engine.router import Router, Sink
+from mm.errors import RateLimited, StreamDisconnected
+from mm.observability.latency import LatencyStats
+from mm.ports import Exchange
+
+log = logging.getLogger(__name__)
+
+
+class TokenBucket:
+    """`rate_per_s` calls per second on average, bursts up to `burst`; a global pause on top."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate = rate_per_s
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        self._blocked_until = 0.0
+        self.waits = 0
+
+    def block_for(self, seconds: float) -> None:
+        self._blocked_until = max(self._blocked_until, time.monotonic() + seconds)
+
+    async def take(self) -> None:
+        while True:
+            now = time.monotonic()
+            if now < self._blocked_until:
+                self.waits += 1
+                await asyncio.sleep(self._blocked_until - now)
+                continue
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            self.waits += 1
+            await asyncio.sleep((1 - self._tokens) / self.rate)
+
+
+class ConnectorService:
+    def __init__(
+        self,
+        exchange: Exchange,
+        *,
+        rate_limit_per_s: float = 50.0,
+        rate_limit_burst: int = 100,
+        max_pending_updates: int = 10_000,
+        backoff_s: tuple[float, float] = (0.05, 5.0),
+    ) -> None:
+        self.exchange = exchange
+        self.router = Router(max_updates=max_pending_updates)
+        self.budget = TokenBucket(rate_limit_per_s, rate_limit_burst)
+        self.backoff_s = backoff_s
+        self.round_trips = LatencyStats(recent=1000)
+        self._new_round_trips: list[float] = []
+        self.calls: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        self.reconnects = 0
+        self.subscriptions = 0
+        self.last_message_ms = 0
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- routes ------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._pump(), name="connector")
+
+    def add_route(self, symbol: str, sink: Sink) -> bool:
+        """Deliver `symbol`'s events to `sink`; the streams are re-made to include it."""
+        added = self.router.add(symbol, sink)
+        if added:
+            self._changed.set()
+        return added
+
+    async def remove_route(self, symbol: str) -> bool:
+        removed = await self.router.remove(symbol)
+        if removed:
+            self._changed.set()
+        return removed
+
+    # -- REST --------------------------------------------------------------------------------
+    async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the exchange port method `name` under the shared budget, timed."""
+        method: Callable[..., Awaitable[Any]] = getattr(self.exchange, name)
+        await self.budget.take()
+        started = time.perf_counter()
+        self.calls[name] = self.calls.get(name, 0) + 1
+        try:
+            return await method(*args, **kwargs)
+        except RateLimited as e:
+            self.budget.block_for(e.retry_after_s or 1.0)  # the whole account backs off
+            self.errors[type(e).__name__] = self.errors.get(type(e).__name__, 0) + 1
+            raise
+        except Exception as e:
+            self.errors[type(e).__name__] = self.errors.get(type(e).__name__, 0) + 1
+            raise
+        finally:
+            ms = (time.perf_counter() - started) * 1000
+            self.round_trips.observe(ms)
+            if len(self._new_round_trips) < 10_000:
+                self._new_round_trips.append(ms)
+
+    def take_round_trips(self) -> list[float]:
+        """Round-trip samples (ms) since the previous call (for the latency guard)."""
+        out, self._new_round_trips = self._new_round_trips, []
+        return out
+
+    # -- streams -----------------------------------------------------------------------------
+    async def _pump(self) -> None:
+        """Keep one price and one order subscription for the routed symbols; never dies."""
+        failures = 0
+        while True:
+            symbols = self.router.symbols
+            if not symbols:
+                await self._changed.wait()
+                self._changed.clear()
+                continue
+            self._changed.clear()
+            try:
+                await self._subscribed(symbols)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                failures += 1
+                self.reconnects += 1
+                log.warning("connector streams broke (%s); resubscribing", e)
+                await asyncio.sleep(jittered(self.backoff_s, failures))
+
+    async def _subscribed(self, symbols: list[str]) -> None:
+        prices = self.exchange.stream_prices(symbols)
+        orders = self.exchange.stream_orders(symbols)
+        self.subscriptions += 1
+        if self.subscriptions > 1:
+            self.router.resync_all()  # whatever the old subscription missed is fetched over REST
+        tasks = [
+            asyncio.create_task(self._read(prices, self._on_tick), name="prices"),
+            asyncio.create_task(self._read(orders, self._on_update), name="orders"),
+            asyncio.create_task(self._changed.wait(), name="routes-changed"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for stream in (prices, orders):
+                with contextlib.suppress(Exception):
+                    await stream.aclose()  # type: ignore[attr-defined]
+        for task in done:
+            if task.get_name() != "routes-changed":
+                error = task.exception()
+                raise error or StreamDisconnected(f"{task.get_name()} stream ended")
+
+    async def _read(self, stream: AsyncIterator[Any], handle: Callable[[Any], None]) -> None:
+        async for item in stream:
+            handle(item)
+
+    def _on_tick(self, tick: Any) -> None:
+        now = time.time_ns()
+        self.last_message_ms = now // 1_000_000
+        self.router.tick(tick, now)
+
+    def _on_update(self, report: Any) -> None:
+        self.last_message_ms = time.time_ns() // 1_000_000
+        self.router.update(report)
+
+    # -- views -------------------------------------------------------------------------------
+    def last_message_age_s(self) -> float | None:
+        if not self.last_message_ms:
+            return None
+        return (time.time_ns() // 1_000_000 - self.last_message_ms) / 1000
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.router.stats())
+        out.update(
+            exchange=self.exchange.name,
+            reconnects=self.reconnects,
+            subscriptions=self.subscriptions,
+            last_message_age_s=self.last_message_age_s(),
+            calls=dict(self.calls),
+            errors=dict(self.errors),
+            budget_waits=self.budget.waits,
+            round_trip_ms=self.round_trips.to_dict(),
+        )
+        return out
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.router.close()
