@@ -35,7 +35,7 @@ def make_exchange(settings: MarketMakerSettings) -> Exchange:
             seed=sim.seed,
             tick_interval_ms=sim.tick_interval_ms,
             persist_path=persist,
-            persist_prices_every_ms=sim.persist_prices_every_ms,
+            persist_every_ms=sim.persist_every_ms,
         ),
         SystemClock(),
     )

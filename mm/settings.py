@@ -30,8 +30,10 @@ class SimulatedVenue(SimulatedConfig):
     persist: bool = Field(
         True, description="Keep the venue's orders/balances in <data_dir>/venue.json."
     )
-    persist_prices_every_ms: int = Field(
-        5_000, ge=0, description="Also save the feed position this often (0: every price)."
+    persist_every_ms: int = Field(
+        1_000,
+        ge=0,
+        description="Save at most this often (0: on every change); always on shutdown.",
     )
 
 

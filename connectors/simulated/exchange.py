@@ -74,7 +74,7 @@ class SimConfig:
     consistency_window_ms: int = 0
     faults: FaultConfig = field(default_factory=FaultConfig)
     persist_path: Path | None = None
-    persist_prices_every_ms: int = 0  # a price-only step saves at most this often (0: always)
+    persist_every_ms: int = 0  # 0: save on every change; N: at most every N ms (and on close)
 
 
 def rules_for(symbol: str) -> MarketRules | None:
@@ -130,6 +130,7 @@ class SimulatedExchange:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._saved_ms = 0
+        self._dirty = False
         self.step_errors = 0
         for base in markets.SYMBOLS:
             tick = self._rules[base].tick_size
@@ -164,10 +165,14 @@ class SimulatedExchange:
             self._feeds[base].restore(feed_state)
         self._counters.update(saved["counters"])
 
-    def _save(self) -> None:
+    def _save(self, *, force: bool = False) -> None:
         if self.config.persist_path is None:
             return
-        self._saved_ms = self.clock.now_ms()
+        now = self.clock.now_ms()
+        if not force and now - self._saved_ms < self.config.persist_every_ms:
+            self._dirty = True  # written by a later save, at the latest on close()
+            return
+        self._saved_ms, self._dirty = now, False
         state.dump(
             Path(self.config.persist_path),
             orders=list(self._orders.values()),
@@ -486,10 +491,9 @@ class SimulatedExchange:
             ticks = feed.next()
             if ticks is None:
                 continue
-            self.advance(base, ticks, ts)  # saves at once when anything filled
+            self.advance(base, ticks, ts)
             self._publish_tick(base, ts)
-        if ts - self._saved_ms >= self.config.persist_prices_every_ms:
-            self._save()
+        self._save()
 
     async def _run(self) -> None:
         """The feed loop never dies: a failing step is logged and counted, the next one runs."""
@@ -507,6 +511,8 @@ class SimulatedExchange:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="sim-feed")
 
     async def close(self) -> None:
+        if self._dirty:
+            self._save(force=True)
         self._closed = True
         self.hub.close()
         if self._task is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -111,7 +112,7 @@ class Orchestrator:
 
     async def ready(self) -> dict[str, Any]:
         await asyncio.shield(self._booted)
-        return {"boots": self.boots, "symbols": sorted(self.symbols)}
+        return {"boots": self.boots, "symbols": sorted(self.symbols), "pid": os.getpid()}
 
     # -- registry changes --------------------------------------------------------------------
     async def add_symbol(

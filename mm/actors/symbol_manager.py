@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,7 @@ class SymbolManager:
     async def status(self) -> dict[str, Any]:
         out = self.service.status()
         out["node_id"] = self.node_id
+        out["pid"] = os.getpid()
         out["journal"] = self.service.journal.path
         return out
 

@@ -85,7 +85,8 @@ class SymbolService:
         self.deliveries = 0
         self.resyncs = 0
         self.last_tick_ms = 0  # wall time the last tick was applied
-        self.latency = LatencyStats()
+        self.latency = LatencyStats()  # tick at the connector -> order call issued
+        self.tick_delivery = LatencyStats()  # tick at the connector -> delivery here
         self.risk = RiskState(halted=False)
         self.draining = False
         self._trigger_ns = 0
@@ -131,6 +132,8 @@ class SymbolService:
         engine = self.engine
         tick = delivery.tick
         self._trigger_ns = delivery.tick_recv_ns if tick is not None else 0
+        if self._trigger_ns:
+            self.tick_delivery.observe((time.time_ns() - self._trigger_ns) / 1e6)
         try:
             if delivery.resync:
                 self.resyncs += 1
@@ -228,6 +231,7 @@ class SymbolService:
             deliveries=self.deliveries,
             resyncs=self.resyncs,
             tick_to_order_ms=self.latency.to_dict(),
+            tick_delivery_ms=self.tick_delivery.to_dict(),
             live_orders=[_order_view(o) for o in self.engine.pm.live_orders()],
         )
         return out
