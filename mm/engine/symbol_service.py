@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from mm.core.commands import CancelAll
-from mm.core.model import OrderReport, OrderRequest
+from mm.core.commands import CancelAll, CancelOrder
+from mm.core.model import OrderReport, OrderRequest, Role
 from mm.core.risk import ExposureReport, RiskState
 from mm.engine.backoff import jittered
 from mm.engine.router import Delivery
@@ -31,6 +32,7 @@ from mm.store.journal import Journal
 log = logging.getLogger(__name__)
 
 DRAIN_ATTEMPTS = 5
+RECENT_IDS = 1024
 
 
 class _ObservedExchange:
@@ -39,12 +41,24 @@ class _ObservedExchange:
     def __init__(self, inner: Exchange, service: SymbolService) -> None:
         self._inner = inner
         self._service = service
+        self._recent: deque[str] = deque(maxlen=RECENT_IDS)  # a retry is not a new order
+        self._recent_set: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
+    def _first_send(self, client_id: str) -> bool:
+        if client_id in self._recent_set:
+            return False
+        if len(self._recent) == self._recent.maxlen:
+            self._recent_set.discard(self._recent[0])
+        self._recent.append(client_id)
+        self._recent_set.add(client_id)
+        return True
+
     async def place_order(self, request: OrderRequest) -> OrderReport:
-        self._service._order_issued()
+        if self._first_send(request.client_id):
+            self._service._order_issued()
         try:
             report = await self._inner.place_order(request)
         except OrderRejected:
@@ -53,8 +67,9 @@ class _ObservedExchange:
         return report
 
     async def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderReport | Exception]:
-        for _ in requests:
-            self._service._order_issued()
+        for request in requests:
+            if self._first_send(request.client_id):
+                self._service._order_issued()
         out = await self._inner.place_orders(requests)
         self._service.orders_rejected += sum(isinstance(r, OrderRejected) for r in out)
         return out
@@ -158,7 +173,17 @@ class SymbolService:
         changed = state.halted != self.engine.risk_halted
         self.risk = state
         self.engine.set_risk_halted(state.halted)
-        if changed and self.started.is_set() and self.engine.last_tick is not None:
+        if not (changed and self.started.is_set()):
+            return
+        if self.engine.paused and state.halted:  # no decisions while paused: cancel directly
+            openings = [
+                CancelOrder(self.symbol, o.client_id, o.level, "risk")
+                for o in self.engine.pm.live_orders()
+                if o.role is Role.OPEN and not o.cancel_requested
+            ]
+            if openings:
+                await self.engine.execute(openings)
+        elif self.engine.last_tick is not None:
             await self.engine.on_tick(self.engine.last_tick)
 
     async def pause(self) -> None:
@@ -218,7 +243,7 @@ class SymbolService:
         return self.engine.state.value
 
     def status(self) -> dict[str, Any]:
-        now = self.clock.now_ms()
+        now = time.time_ns() // 1_000_000  # last_tick_ms is wall time, whatever the clock
         out = self.engine.status()
         out.update(
             state=self.state(),

@@ -8,6 +8,7 @@ and to benchmarks (which read percentiles of the recent samples). Must not: do I
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 
 BUCKETS_MS = (0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0)
@@ -30,8 +31,8 @@ class LatencyStats:
         """The q-quantile (0..1) of the recent samples, None without samples."""
         if not self.recent:
             return None
-        ordered = sorted(self.recent)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        ordered = sorted(self.recent)  # nearest rank: the smallest value with >= q below it
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
     def median(self) -> float | None:
         return self.percentile(0.5)

@@ -1,0 +1,327 @@
+"""SymbolService driven by hand-built deliveries over a real SimulatedExchange and journal."""
+
+import time
+from decimal import Decimal as D
+
+import pytest
+
+from connectors.simulated.exchange import SimConfig, SimulatedExchange
+from mm.core import ids
+from mm.core.model import OrderReport, OrderStatus, PriceTick, Role, Side
+from mm.core.risk import RiskState
+from mm.engine.clock import VirtualClock
+from mm.engine.router import Delivery
+from mm.engine.symbol_engine import EngineConfig
+from mm.engine.symbol_service import SymbolService
+from mm.errors import OperationalError
+from mm.store.journal import Journal
+from tests.helpers import T0, check_invariants, grid, run
+
+SYMBOL = "BTCUSDT"
+
+
+class Harness:
+    """A service over a venue at BTC 10000 (grid: interval 100, 3 buys of 0.01 BTC)."""
+
+    def __init__(self, tmp_path):
+        self.clock = VirtualClock(T0)
+        self.sim = SimulatedExchange(
+            SimConfig(
+                balances={"USDT": D(1_000_000)},
+                start_prices={SYMBOL: D("10000")},
+                maker_fee_rate=D("0.001"),
+                taker_fee_rate=D("0.002"),
+            ),
+            self.clock,
+        )
+        self.journal = Journal(tmp_path / "journal.db")
+        self.service = SymbolService(
+            EngineConfig(SYMBOL, grid()), self.sim, self.journal, self.clock
+        )
+        self.seq = 0
+
+    def delivery(self, price=None, updates=(), *, resync=False, recv_ns=None):
+        self.seq += 1
+        self.clock.advance(1000)
+        tick = None if price is None else PriceTick(SYMBOL, D(price), self.clock.now_ms())
+        if recv_ns is None:
+            recv_ns = time.time_ns() if tick is not None else 0
+        return Delivery(SYMBOL, self.seq, tuple(updates), tick, resync, recv_ns)
+
+    async def deliver(self, price=None, updates=(), **kwargs):
+        await self.service.deliver(self.delivery(price, updates, **kwargs))
+
+    async def move(self, price):
+        """The venue moves to `price` and the service gets its reports and the tick."""
+        self.clock.advance(1)
+        reports = self.sim.set_price(SYMBOL, D(price))
+        await self.deliver(price, reports)
+        return reports
+
+    def open_orders(self):
+        """{(side, price): qty} of the orders resting on the venue (all of them are ours)."""
+        live = [o for o in self.sim.orders(SYMBOL) if not o.status.is_terminal]
+        return {(o.side.value, o.price): o.qty for o in live}
+
+    def venue_order(self, level):
+        live = [o for o in self.sim.orders(SYMBOL) if not o.status.is_terminal]
+        return next(o for o in live if ids.parse(o.client_id).level == level)
+
+    def invariants(self):
+        return check_invariants(self.journal, self.sim, SYMBOL, "t1")
+
+
+OPENING = {("BUY", D("9900.00")), ("BUY", D("9800.00")), ("BUY", D("9700.00"))}
+
+
+@pytest.fixture
+def h(tmp_path):
+    harness = Harness(tmp_path)
+    yield harness
+    harness.journal.close()
+
+
+def test_health_is_false_before_start_and_start_recovers_into_quoting(h):
+    before = h.service.health()
+
+    async def scenario():
+        await h.service.start()
+        await h.service.start()  # idempotent
+
+    run(scenario())
+    assert before[0] is False and "starting" in before[1]
+    assert h.service.state() == "QUOTING"
+    assert h.service.health() == (True, "quoting")
+    assert h.sim.orders(SYMBOL) == []  # nothing quoted before the first tick
+
+
+def test_start_retries_while_the_exchange_is_unreachable(h):
+    h.sim.faults.inject("load_markets", "unavailable", times=2)
+    run(h.service.start())
+    assert h.service.start_failures == 2
+    assert h.service.health() == (True, "quoting")
+
+
+def test_a_symbol_the_venue_does_not_list_halts_and_reports_unhealthy(h):
+    service = SymbolService(EngineConfig("NOPEUSDT", grid()), h.sim, h.journal, h.clock)
+    run(service.start())
+    ok, detail = service.health()
+    assert service.state() == "HALTED" and ok is False and detail.startswith("halted")
+
+
+def test_a_tick_places_the_opening_orders_and_times_them_from_the_tick(h):
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+
+    run(scenario())
+    assert set(h.open_orders()) == OPENING
+    assert h.service.orders_placed == 3 and h.service.orders_rejected == 0
+    assert h.service.latency.count == 3  # one tick -> order sample per order call
+    assert all(ms >= 0 for ms in h.service.latency.recent)
+    status = h.service.status()
+    assert status["open_orders"] == 3 and len(status["live_orders"]) == 3
+    assert status["tick_to_order_ms"]["count"] == 3 and status["deliveries"] == 1
+    h.invariants()
+
+
+def test_no_latency_sample_without_a_receive_time(h):
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000", recv_ns=0)
+
+    run(scenario())
+    assert h.service.orders_placed == 3 and h.service.latency.count == 0
+
+
+def test_a_delivered_fill_gets_its_closing_order(h):
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        h.sim.set_price(SYMBOL, D("9950"))  # nothing fills; a sell at 10000 will rest
+        report = h.sim.force_fill(SYMBOL, h.venue_order(-1).client_id, D("0.01"))
+        await h.deliver(updates=[report])
+        return report
+
+    report = run(scenario())
+    assert h.open_orders()[("SELL", D("10000.00"))] == D("0.01")
+    close = h.service.engine.pm.slot(-1).order
+    assert close.role is Role.CLOSE and close.side is Side.SELL
+    assert h.service.engine.pm.slot(-1).inventory_qty == D("0.01")
+    assert [f.client_id for f in h.journal.fills(SYMBOL)] == [report.client_id]
+    h.invariants()
+
+
+def test_a_resync_delivery_applies_a_fill_whose_update_was_never_delivered(h):
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        lost = h.sim.force_fill(SYMBOL, h.venue_order(-2).client_id, D("0.01"))
+        await h.deliver(updates=[])  # the update went missing: a plain delivery knows nothing
+        assert h.journal.fills(SYMBOL) == []
+        await h.deliver(resync=True)
+        return lost
+
+    lost = run(scenario())
+    fills = h.journal.fills(SYMBOL)
+    assert [(f.client_id, f.qty, f.price) for f in fills] == [
+        (lost.client_id, D("0.01"), D("9800"))
+    ]
+    assert h.service.resyncs == 1
+    assert h.service.engine.pm.slot(-2).inventory_qty == D("0.01")
+    h.invariants()
+
+
+def test_pause_places_nothing_and_resume_quotes_again(h):
+    async def scenario():
+        await h.service.start()
+        await h.service.pause()
+        await h.deliver("10000")
+        paused = (h.service.state(), dict(h.open_orders()), h.service.orders_placed)
+        await h.service.resume()
+        return paused
+
+    state, orders, placed = run(scenario())
+    assert (state, orders, placed) == ("PAUSED", {}, 0)
+    assert set(h.open_orders()) == OPENING and h.service.state() == "QUOTING"
+
+
+def test_a_risk_halt_cancels_every_opening_order_at_once_and_keeps_the_closes(h):
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        await h.move("9900")  # the buy at 9900 fills; its close rests at 10000
+        before = set(h.open_orders())
+        await h.service.set_risk(RiskState(halted=True, reasons=("breaker",)))
+        halted = dict(h.open_orders())
+        await h.deliver("9900")  # while halted nothing new opens
+        return before, halted
+
+    before, halted = run(scenario())
+    assert ("SELL", D("10000.00")) in before and len(before) == 4
+    assert halted == {("SELL", D("10000.00")): D("0.01")}
+    assert h.open_orders() == halted
+    assert h.service.status()["risk_reasons"] == ["breaker"]
+    h.invariants()
+
+
+def test_drain_cancels_every_order_of_ours_on_the_venue(h):
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        await h.move("9900")
+        assert len(h.open_orders()) == 4
+        status = await h.service.drain(keep_orders=False)
+        await h.service.drain(keep_orders=False)  # idempotent
+        return status
+
+    status = run(scenario())
+    assert h.open_orders() == {}
+    assert status["live_orders"] == [] and status["state"] == "DRAINING"
+    assert h.service.state() == "DRAINING"
+    with pytest.raises(OperationalError):
+        run(h.service.resume())
+    h.invariants()
+
+
+def test_drain_keeping_orders_leaves_them_on_the_venue(h):
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        status = await h.service.drain(keep_orders=True)
+        await h.deliver("9000")  # draining: no decisions, even as the grid would move
+        return status
+
+    status = run(scenario())
+    assert set(h.open_orders()) == OPENING
+    assert status["state"] == "DRAINING" and len(status["live_orders"]) == 3
+    h.invariants()
+
+
+def test_exposure_report_carries_inventory_value_and_each_round_trip_once(h):
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        first = h.service.exposure_report()
+        await h.move("9900")  # bought 0.01 at 9900
+        holding = h.service.exposure_report()
+        await h.move("10000")  # sold it at 10000: one round trip
+        closed = h.service.exposure_report()
+        again = h.service.exposure_report()
+        return first, holding, closed, again
+
+    first, holding, closed, again = run(scenario())
+    assert first.closed_pnls == () and first.exposure_quote == 0
+    assert holding.inventory_qty == D("0.01") and holding.price == D("9900")
+    assert holding.exposure_quote == D("99.00") and holding.closed_pnls == ()
+    pnl = D("1") - D("0.099") - D("0.1")  # (10000 - 9900) * 0.01 minus both maker fees
+    assert closed.closed_pnls == (pnl,)
+    assert closed.realized_pnl == pnl and closed.inventory_qty == 0
+    assert again.closed_pnls == ()  # reported once
+    assert again.realized_pnl == pnl
+    numbers = h.invariants()
+    assert numbers["realized"] == pnl and numbers["fills"] == 2
+
+
+def test_a_scenario_of_fills_and_resyncs_keeps_the_invariants(h):
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        for price in ("9900", "9800", "9900", "9750", "10000", "10100", "9950"):
+            await h.move(price)
+        h.sim.set_price(SYMBOL, D("9700"))  # fills the venue sees but the service never hears
+        await h.deliver(resync=True)
+        await h.deliver("9700")
+        await h.move("9900")
+
+    run(scenario())
+    numbers = h.invariants()
+    assert numbers["fills"] >= 6
+    assert h.service.engine.state.value == "QUOTING"
+
+
+def test_an_update_for_an_unknown_order_is_ignored(h):
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        foreign = OrderReport(SYMBOL, "someoneelse1", Side.BUY, D("9000"), D("1"), OrderStatus.OPEN)
+        await h.deliver(updates=[foreign])
+
+    run(scenario())
+    assert set(h.open_orders()) == OPENING
+    h.invariants()
+
+
+def test_lifting_the_risk_halt_quotes_the_openings_again(h):
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        await h.service.set_risk(RiskState(halted=True, reasons=("exposure",)))
+        assert h.open_orders() == {}
+        await h.service.set_risk(RiskState(halted=False))
+
+    run(scenario())
+    assert set(h.open_orders()) == OPENING
+    h.invariants()
+
+
+def test_a_risk_halt_while_paused_still_cancels_the_opening_orders(h):
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        await h.service.pause()
+        await h.service.set_risk(RiskState(halted=True, reasons=("breaker",)))
+
+    run(scenario())
+    assert h.open_orders() == {}
+
+
+def test_a_retried_send_counts_as_one_order_placed(h):
+    async def scenario():
+        await h.service.start()
+        h.sim.faults.inject("place_order", "rate_limit")
+        await h.deliver("10000")
+
+    run(scenario())
+    assert len(h.sim.orders(SYMBOL)) == 3
+    assert h.service.orders_placed == 3
