@@ -63,7 +63,8 @@ def connect(address: str, namespace: str) -> Any:
         ray.init(address=address, namespace=namespace, log_to_driver=False, logging_level="ERROR")
     except ConnectionError as e:
         raise NotRunning(
-            f"no Ray cluster at {address!r}: start the market maker with `mm run`"
+            f"cannot reach a Ray cluster at {address!r} ({e}); is the market maker running? "
+            f"start it with `mm run`, or name its cluster with --address"
         ) from e
     try:
         return ray.get_actor(options.ORCHESTRATOR, namespace=namespace)

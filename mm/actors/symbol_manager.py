@@ -109,6 +109,17 @@ class SymbolManager:
         out["journal"] = self.service.journal.path
         return out
 
+    async def latency_samples(self) -> dict[str, Any]:
+        """Read-only: the recent raw latency samples (ms) and total counts (benchmarks pool
+        them across symbols; the newest `count - earlier count` samples are a window's)."""
+        s = self.service
+        return {
+            "tick_to_order_ms": list(s.latency.recent),
+            "tick_to_order_count": s.latency.count,
+            "tick_delivery_ms": list(s.tick_delivery.recent),
+            "tick_delivery_count": s.tick_delivery.count,
+        }
+
     async def health(self) -> tuple[bool, str]:
         return self.service.health()
 
