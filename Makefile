@@ -7,12 +7,16 @@ install:
 test:
 	bash scripts/test.sh
 
-run backtest:
+run:
 	bash scripts/run.sh
+
+backtest: install
+	.venv/bin/mm backtest --config configs/backtest.yaml
 
 bench: install
 	.venv/bin/python scripts/bench_core.py
 	.venv/bin/python scripts/bench_backtest.py
+	.venv/bin/python scripts/bench_ray.py
 
 lint: install
 	.venv/bin/ruff format --check . && .venv/bin/ruff check .

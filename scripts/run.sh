@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install and run the main job on the embedded default: a backtest of the default grid on the
-# built-in seeded random walk (no keys, no network). Extra arguments go to `mm backtest`.
+# Install and run the main job on the embedded default: `mm run` trades BTCUSDT and ETHUSDT on
+# the simulated exchange under an embedded Ray (no keys, no network). Extra arguments go to
+# `mm run`; Ctrl-C stops it cleanly. (`mm backtest` is the one-symbol offline run.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-exec .venv/bin/mm backtest --config configs/backtest.yaml "$@"
+export RAY_USAGE_STATS_ENABLED="${RAY_USAGE_STATS_ENABLED:-0}"
+exec .venv/bin/mm run --config configs/market_maker.yaml "$@"
