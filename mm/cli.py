@@ -1,7 +1,8 @@
 """`mm` command line: the composition root, the only place that picks concrete classes.
 
 Owns: argument parsing, wiring config -> venue/journal/engine, exit codes (0 ok, 1 runtime
-failure, 2 bad config or usage) and what is printed. Must not: hold trading logic.
+failure, 2 bad config, usage or request, 3 no market maker running) and what is printed.
+Must not: hold trading logic.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from mm.core.rounding import is_multiple
 from mm.engine.backtest import Backtest, BacktestResult
 from mm.engine.clock import VirtualClock
 from mm.engine.symbol_engine import EngineConfig, SymbolEngine
-from mm.errors import ConfigError, MMError, NotRunning, RequestError
+from mm.errors import ConfigError, MMError, NotRunning, RequestError, RequestTimeout
 from mm.observability.logs import setup_logging
 from mm.settings import MarketMakerSettings, check_symbol
 from mm.store.journal import Journal
@@ -245,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
     from mm.composition import make_exchange
 
     settings = config.load(MarketMakerSettings, args.config)
+    # actors may run in another working directory (or on another node): absolute paths only
+    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     if args.verbose:
         logging.getLogger().setLevel(logging.INFO)
     embedded = client.start(settings, args.address)
@@ -252,10 +255,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"mm run: starting on {where}, data in {settings.data_dir}", flush=True)
     try:
         handle = client.launch(settings, make_exchange)
-        asyncio.run(live.LiveProcess(settings, client.Cluster(handle)).run(quiet=args.quiet))
+        process = live.LiveProcess(settings, client.Cluster(handle))
+        drained = asyncio.run(process.run(quiet=args.quiet))
     finally:
         client.stop()
-    return 0
+    return 1 if any("error" in result for result in drained.values()) else 0
 
 
 def _orchestrator(args: argparse.Namespace) -> Any:
@@ -264,10 +268,12 @@ def _orchestrator(args: argparse.Namespace) -> Any:
     return client.connect(args.address, args.namespace)
 
 
-def _ask(ref: Any, timeout_s: float = 120.0) -> Any:
+def _ask(ref: Any, timeout_s: float = 120.0, *, changes_state: bool = True) -> Any:
+    """Wait for the orchestrator's answer. A state change that times out may still complete:
+    the message says so (check with `mm status`)."""
     from mm.actors.calls import get
 
-    return get(ref, timeout_s=timeout_s)
+    return get(ref, timeout_s=timeout_s, changes_state=changes_state)
 
 
 def add_symbol(args: argparse.Namespace) -> int:
@@ -297,7 +303,7 @@ def remove_symbol(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    current = _ask(_orchestrator(args).status.remote(), 30)
+    current = _ask(_orchestrator(args).status.remote(), 30, changes_state=False)
     if args.json:
         print(json.dumps(current, indent=2, default=str))
         return 0
@@ -347,6 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RequestError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RequestTimeout as e:
+        print(f"error: {e}; check with `mm status`", file=sys.stderr)
+        return 1
     except MMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

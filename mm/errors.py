@@ -34,6 +34,10 @@ class RequestTimeout(TemporaryError):
     blindly and never assume it failed."""
 
 
+class JournalBusy(TemporaryError):
+    """Another process still holds this symbol's journal (an old actor not yet gone); wait."""
+
+
 class StreamDisconnected(TemporaryError):
     """A stream ended or went silent; reconnect, then gap-fill over REST (reconcile)."""
 

@@ -112,6 +112,14 @@ class LiveProcess:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         drained = await self.cluster.shutdown(self.settings.shutdown.cancel_orders)
+        failed = {s: r["error"] for s, r in drained.items() if "error" in r}
         kept = "cancelled" if self.settings.shutdown.cancel_orders else "kept"
-        print(f"mm run: stopped; orders {kept} on {len(drained)} symbol(s)", file=self.out)
+        done = len(drained) - len(failed)
+        print(f"mm run: stopped; orders {kept} on {done} symbol(s)", file=self.out)
+        for symbol, error in failed.items():
+            print(
+                f"mm run: {symbol} did not drain ({error}): its orders may still rest on the "
+                f"exchange; the next `mm run` reconciles them",
+                file=self.out,
+            )
         return drained

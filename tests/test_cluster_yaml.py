@@ -176,6 +176,10 @@ def test_head_starts_ray_with_the_control_resource_then_the_market_maker():
     assert resources(ray_start) == {"mm_control": 1, "mm_symbols": 100}
 
     assert "--address auto" in mm_run
+    # the control actors are pinned to the head (their registry lives on its disk); each of
+    # the three takes a fraction of the head's single mm_control unit
+    assert """MM_RAY__CONTROL_RESOURCES='{"mm_control": 0.01}'""" in mm_run
+    assert """MM_RAY__SYMBOL_RESOURCES='{"mm_symbols": 1}'""" in mm_run
     assert "--config ~/opensqt/configs/market_maker.yaml" in mm_run
     assert re.search(r"nohup mm run .*> ~/mm\.log 2>&1 &", mm_run), "must run detached"
 

@@ -10,11 +10,13 @@ Must not: hold trading logic or decide anything for a symbol.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 from ray.util import metrics
 
 from mm.actors import options
@@ -97,10 +99,16 @@ class Connector:
 
     async def add_route(self, symbol: str) -> bool:
         """Deliver `symbol`'s ticks and order updates to its actor (idempotent)."""
-        handle = ray.get_actor(options.symbol_actor(symbol), namespace=self.namespace)
+        name = options.symbol_actor(symbol)
+        current = {"handle": ray.get_actor(name, namespace=self.namespace)}
 
         async def sink(delivery: Delivery) -> None:
-            await handle.deliver.remote(delivery)
+            try:
+                await current["handle"].deliver.remote(delivery)
+            except RayActorError:  # a replaced actor has the same name: look it up again
+                with contextlib.suppress(ValueError):
+                    current["handle"] = ray.get_actor(name, namespace=self.namespace)
+                raise  # the mailbox retries (with resync)
 
         return self.service.add_route(symbol, sink)
 

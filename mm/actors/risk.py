@@ -86,6 +86,10 @@ class RiskActor:
         log.warning("circuit breaker reset by hand")
         return state_view(self._changed(self.book.reset()))
 
+    async def current(self) -> RiskState:
+        """The state now, without a report (a starting symbol asks before it quotes)."""
+        return self.book.state()
+
     async def state(self) -> dict[str, Any]:
         return state_view(self.book.state())
 

@@ -1,9 +1,15 @@
 """`mm:symbol:<SYMBOL>`: one symbol's engine as a Ray actor (restarts forever).
 
-Owns: a thin shell over `SymbolService` — the journal on this node's disk, the exchange through
-the connector actor, a report to the risk actor every `risk.report_every_s` (its answer is the
-global risk state; no answer for `RISK_STALE_S` halts new openings here: no trading without a
-risk engine). Every (re)start runs recovery before quoting (the service's start).
+Owns: a thin shell over `SymbolService`. Every (re)start, retried until it succeeds:
+1. ask the orchestrator what the registry wants for this symbol (paused? being removed? still
+   registered at all?) — a restart never undoes a pause or a removal;
+2. ask the risk actor for the global risk state — nothing is opened before it is known;
+3. open the journal on this node's disk, exclusively (an old process of this actor that has not
+   died yet blocks the new one: never two writers);
+4. recover (the service's start), then quote.
+Afterwards it reports exposure to the risk actor every `risk.report_every_s` (the answer is the
+global risk state; no answer for `RISK_STALE_S` halts new openings: no trading without a risk
+engine). `drain` ends the actor's work for good: background loops stop, the journal closes.
 Must not: decide anything itself.
 """
 
@@ -21,6 +27,7 @@ from mm.actors import options
 from mm.actors.calls import call
 from mm.actors.connector import ConnectorExchange
 from mm.core.risk import RiskState
+from mm.engine.backoff import jittered
 from mm.engine.clock import SystemClock
 from mm.engine.router import Delivery
 from mm.engine.symbol_engine import EngineConfig
@@ -31,6 +38,8 @@ from mm.store.journal import Journal
 log = logging.getLogger(__name__)
 
 RISK_STALE_S = 10.0
+CALL_TIMEOUT_S = 10.0
+UNKNOWN_RISK = RiskState(True, ("risk_unknown",))
 
 
 @ray.remote
@@ -38,106 +47,172 @@ class SymbolManager:
     def __init__(self, symbol: str, settings: MarketMakerSettings, grid: dict[str, Any]) -> None:
         self.symbol = symbol
         self.settings = settings
-        ns = settings.ray.namespace
+        self.ns = settings.ray.namespace
         self.node_id = ray.get_runtime_context().get_node_id()
-        path = Path(journal_dir(settings, self.node_id)) / f"{symbol}.db"
-        self.connector = ray.get_actor(options.CONNECTOR, namespace=ns)
-        self.risk = ray.get_actor(options.RISK, namespace=ns)
-        self.exchange = ConnectorExchange(self.connector)
+        self.path = Path(journal_dir(settings, self.node_id)) / f"{symbol}.db"
         e = settings.engine
-        config = EngineConfig(
+        self.config = EngineConfig(
             symbol,
             grid_for({}, grid, where=symbol).params(),
             max_concurrency=e.max_concurrency,
             reconcile_tolerance_qty=e.reconcile_tolerance_qty,
         )
-        self.service = SymbolService(
-            config,
-            self.exchange,
-            Journal(path),
-            SystemClock(),
-            reconcile_every_s=e.reconcile_every_s,
-        )
+        self.connector = ray.get_actor(options.CONNECTOR, namespace=self.ns)
+        self.risk = ray.get_actor(options.RISK, namespace=self.ns)
+        self.exchange = ConnectorExchange(self.connector)
+        self.service: SymbolService | None = None
+        self.ready_event = asyncio.Event()
+        self.stopped = False
         self.slow_s = 0.0  # test hook: extra seconds per delivery (slow-symbol isolation)
+        self.start_attempts = 0
+        self.start_error = ""
         self._risk_ok_ms = 0
+        self._tasks = [asyncio.get_running_loop().create_task(self._start(), name="start")]
+
+    # -- start -------------------------------------------------------------------------------
+    async def _start(self) -> None:
+        """Never gives up: every failure is logged and retried with backoff."""
+        while True:
+            self.start_attempts += 1
+            try:
+                await self._start_once()
+                break
+            except Exception as e:
+                self.start_error = f"{type(e).__name__}: {e}"
+                log.warning("%s: start attempt %d failed: %s", self.symbol, self.start_attempts, e)
+                await asyncio.sleep(jittered((0.2, 5.0), self.start_attempts))
+        self.start_error = ""
         loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._start(), name="start"),
+        assert self.service is not None
+        self._tasks += [
             loop.create_task(self.service.run_periodic(), name="reconcile"),
             loop.create_task(self._report_risk(), name="risk"),
         ]
 
-    async def _start(self) -> None:
-        info = await call(self.connector.info.remote())
+    async def _start_once(self) -> None:
+        info = await call(self.connector.info.remote(), timeout_s=CALL_TIMEOUT_S)
         self.exchange.name = info["name"]
         self.exchange.consistency_window_ms = info["consistency_window_ms"]
+        orchestrator = ray.get_actor(options.ORCHESTRATOR, namespace=self.ns)
+        wanted = await call(orchestrator.desired.remote(self.symbol), timeout_s=CALL_TIMEOUT_S)
+        try:
+            risk = await call(self.risk.current.remote(), timeout_s=CALL_TIMEOUT_S)
+        except Exception as e:  # start anyway, opening nothing until the risk actor answers
+            log.warning("%s: risk state unknown (%s); openings halted", self.symbol, e)
+            risk = UNKNOWN_RISK
+        if self.service is None:
+            journal = Journal(self.path, exclusive=True)  # JournalBusy: an old process lives
+            self.service = SymbolService(
+                self.config,
+                self.exchange,
+                journal,
+                SystemClock(),
+                reconcile_every_s=self.settings.engine.reconcile_every_s,
+                risk=risk,
+            )
+        if wanted["paused"] or wanted["state"] != "active":
+            await self.service.pause()  # stays so until the registry says otherwise
+        self.service.draining = wanted["state"] != "active"
+        self.ready_event.set()
         await self.service.start()
 
     async def _report_risk(self) -> None:
         """Report exposure, adopt the answer; fail safe when the risk actor stays silent."""
-        every = self.settings.risk.report_every_s
-        await self.service.started.wait()
-        while True:
+        assert self.service is not None
+        service = self.service
+        self._risk_ok_ms = service.clock.now_ms()
+        while not self.stopped:
             try:
-                state = await call(
-                    self.risk.report.remote(self.service.exposure_report()), timeout_s=5.0
-                )
-                self._risk_ok_ms = self.service.clock.now_ms()
-                await self.service.set_risk(state)
+                report = service.exposure_report()
+                state = await call(self.risk.report.remote(report), timeout_s=5.0)
+                service.confirm_report()
+                self._risk_ok_ms = service.clock.now_ms()
+                await service.set_risk(state)
             except Exception as e:
-                silent_s = (self.service.clock.now_ms() - self._risk_ok_ms) / 1000
+                silent_s = (service.clock.now_ms() - self._risk_ok_ms) / 1000
                 log.warning("%s: risk report failed (%s)", self.symbol, e)
-                if silent_s > RISK_STALE_S and not self.service.engine.risk_halted:
-                    await self.service.set_risk(RiskState(True, ("risk_unreachable",)))
-            await asyncio.sleep(every)
+                if silent_s > RISK_STALE_S and not service.engine.risk_halted:
+                    await service.set_risk(RiskState(True, ("risk_unreachable",)))
+            await asyncio.sleep(self.settings.risk.report_every_s)
 
     # -- called by the connector -------------------------------------------------------------
     async def deliver(self, delivery: Delivery) -> None:
+        await self.ready_event.wait()
+        if self.stopped or self.service is None:
+            return  # drained: nothing more is applied (the next owner reconciles)
         if self.slow_s:
             await asyncio.sleep(self.slow_s)
         await self.service.deliver(delivery)
 
     # -- called by the orchestrator, the risk actor and the CLI --------------------------------
     async def ready(self) -> str:
+        await self.ready_event.wait()
+        assert self.service is not None
         await self.service.started.wait()
         return self.service.state()
 
     async def status(self) -> dict[str, Any]:
-        out = self.service.status()
-        out["node_id"] = self.node_id
-        out["pid"] = os.getpid()
-        out["journal"] = self.service.journal.path
+        if self.service is None:
+            out: dict[str, Any] = {"symbol": self.symbol, "state": "STARTING"}
+        else:
+            out = self.service.status()
+        out.update(
+            node_id=self.node_id,
+            pid=os.getpid(),
+            journal=str(self.path),
+            start_attempts=self.start_attempts,
+            start_error=self.start_error,
+        )
         return out
+
+    async def health(self) -> tuple[bool, str]:
+        if self.service is None:
+            return False, f"starting ({self.start_error or 'first attempt'})"
+        return self.service.health()
+
+    async def set_risk(self, state: RiskState) -> None:
+        if self.service is not None and not self.stopped:
+            self._risk_ok_ms = self.service.clock.now_ms()
+            await self.service.set_risk(state)
+
+    async def pause(self) -> str:
+        await self.ready_event.wait()
+        assert self.service is not None
+        await self.service.pause()
+        return self.service.state()
+
+    async def resume(self) -> str:
+        await self.ready_event.wait()
+        assert self.service is not None
+        await self.service.resume()
+        return self.service.state()
+
+    async def drain(self, keep_orders: bool) -> dict[str, Any]:
+        """Cancel our orders (unless `keep_orders`), then stop every loop and close the journal:
+        after this the actor writes nothing, so it can be killed with nothing in flight."""
+        await self.ready_event.wait()
+        assert self.service is not None
+        status = await self.service.drain(keep_orders=keep_orders)
+        self.stopped = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        async with self.service.engine._lock:  # nothing is between intent and outcome
+            self.service.journal.close()
+        return status
+
+    async def set_slow(self, seconds: float) -> None:
+        """Test hook: make every delivery take `seconds` longer (slow-symbol isolation)."""
+        self.slow_s = seconds
 
     async def latency_samples(self) -> dict[str, Any]:
         """Read-only: the recent raw latency samples (ms) and total counts (benchmarks pool
         them across symbols; the newest `count - earlier count` samples are a window's)."""
         s = self.service
+        empty: list[float] = []
         return {
-            "tick_to_order_ms": list(s.latency.recent),
-            "tick_to_order_count": s.latency.count,
-            "tick_delivery_ms": list(s.tick_delivery.recent),
-            "tick_delivery_count": s.tick_delivery.count,
+            "tick_to_order_ms": list(s.latency.recent) if s else empty,
+            "tick_to_order_count": s.latency.count if s else 0,
+            "tick_delivery_ms": list(s.tick_delivery.recent) if s else empty,
+            "tick_delivery_count": s.tick_delivery.count if s else 0,
         }
-
-    async def health(self) -> tuple[bool, str]:
-        return self.service.health()
-
-    async def set_risk(self, state: RiskState) -> None:
-        self._risk_ok_ms = self.service.clock.now_ms()
-        await self.service.set_risk(state)
-
-    async def pause(self) -> str:
-        await self.service.pause()
-        return self.service.state()
-
-    async def resume(self) -> str:
-        await self.service.resume()
-        return self.service.state()
-
-    async def drain(self, keep_orders: bool) -> dict[str, Any]:
-        return await self.service.drain(keep_orders=keep_orders)
-
-    async def set_slow(self, seconds: float) -> None:
-        """Test hook: make every delivery take `seconds` longer (slow-symbol isolation)."""
-        self.slow_s = seconds

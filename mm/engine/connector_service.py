@@ -1,11 +1,12 @@
 """ConnectorService: one exchange connection shared by every symbol (DESIGN 6, "Routing").
 
-Owns: the single subscription per stream type for all routed symbols (re-made when a symbol is
-added or removed, and after a break: with jittered backoff, and then every symbol is asked to
-resync, i.e. reconcile over REST), the fan-out through a `Router`, and the one account-wide
-budget for REST calls: a token bucket shared by all symbols, plus a global pause when the venue
-says "rate limited" (honouring its Retry-After) — never a per-symbol backoff. Every REST call is
-timed; the samples feed the latency guard.
+Owns: the single subscription per stream type for all routed symbols — re-made when a symbol is
+added or removed (the new one opened before the old one closes, so nothing is missed) and after
+a break (with jittered backoff; then every symbol is asked to resync, i.e. reconcile over REST,
+because the gap may have swallowed updates) — the fan-out through a `Router`, and the one
+account-wide budget for REST calls: a token bucket shared by all symbols, plus a global pause
+when the venue says "rate limited" (honouring its Retry-After), never a per-symbol backoff.
+Every REST call is timed; the samples feed the latency guard.
 Must not: import Ray or know where symbols live; a route is an async callable.
 """
 
@@ -16,6 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mm.engine.backoff import jittered
@@ -25,6 +27,36 @@ from mm.observability.latency import LatencyStats
 from mm.ports import Exchange
 
 log = logging.getLogger(__name__)
+
+
+HANDOVER_S = 1.0  # overlap of the old and the new subscription when the routed set changes
+
+
+@dataclass(eq=False)
+class _Subscription:
+    """One price and one order stream with their reader tasks."""
+
+    streams: list[Any]
+    tasks: list[asyncio.Task[None]]
+
+    async def until(self, changed: asyncio.Event) -> None:
+        """Return when `changed` is set; raise when a stream breaks or ends."""
+        waiter = asyncio.create_task(changed.wait(), name="routes-changed")
+        try:
+            done, _ = await asyncio.wait([*self.tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        for task in done:
+            if task is not waiter:
+                raise task.exception() or StreamDisconnected(f"{task.get_name()} stream ended")
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for stream in self.streams:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
 
 
 class TokenBucket:
@@ -80,6 +112,7 @@ class ConnectorService:
         self.last_message_ms = 0
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
 
     # -- routes ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -128,54 +161,72 @@ class ConnectorService:
 
     # -- streams -----------------------------------------------------------------------------
     async def _pump(self) -> None:
-        """Keep one price and one order subscription for the routed symbols; never dies."""
-        failures = 0
-        while True:
-            symbols = self.router.symbols
-            if not symbols:
-                await self._changed.wait()
-                self._changed.clear()
-                continue
-            self._changed.clear()
-            try:
-                await self._subscribed(symbols)
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                failures += 1
-                self.reconnects += 1
-                log.warning("connector streams broke (%s); resubscribing", e)
-                await asyncio.sleep(jittered(self.backoff_s, failures))
+        """Keep one price and one order subscription for the routed symbols; never dies.
 
-    async def _subscribed(self, symbols: list[str]) -> None:
+        When the routed set changes, the new subscription is opened before the old one is
+        closed (make before break, `HANDOVER_S` of overlap): nothing published in between is
+        missed, and the overlap's duplicates are harmless (reports are idempotent). After a
+        break there was a gap, so every route is asked to resync over REST.
+        """
+        failures = 0
+        current: _Subscription | None = None
+        try:
+            while True:
+                symbols = self.router.symbols
+                self._changed.clear()
+                if not symbols:
+                    if current is not None:
+                        await current.close()
+                        current = None
+                    await self._changed.wait()
+                    continue
+                fresh = self._open(symbols)
+                if current is not None:
+                    self._retire(current)
+                elif failures:
+                    self.router.resync_all()  # whatever the broken subscription missed
+                current = fresh
+                try:
+                    await fresh.until(self._changed)
+                    failures = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    await fresh.close()
+                    current = None
+                    failures += 1
+                    self.reconnects += 1
+                    log.warning("connector streams broke (%s); resubscribing", e)
+                    await asyncio.sleep(jittered(self.backoff_s, failures))
+        finally:
+            if current is not None:
+                await current.close()
+
+    def _open(self, symbols: list[str]) -> _Subscription:
+        self.subscriptions += 1
         prices = self.exchange.stream_prices(symbols)
         orders = self.exchange.stream_orders(symbols)
-        self.subscriptions += 1
-        if self.subscriptions > 1:
-            self.router.resync_all()  # whatever the old subscription missed is fetched over REST
-        tasks = [
-            asyncio.create_task(self._read(prices, self._on_tick), name="prices"),
-            asyncio.create_task(self._read(orders, self._on_update), name="orders"),
-            asyncio.create_task(self._changed.wait(), name="routes-changed"),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for stream in (prices, orders):
-                with contextlib.suppress(Exception):
-                    await stream.aclose()  # type: ignore[attr-defined]
-        for task in done:
-            if task.get_name() != "routes-changed":
-                error = task.exception()
-                raise error or StreamDisconnected(f"{task.get_name()} stream ended")
+        return _Subscription(
+            [prices, orders],
+            [
+                asyncio.create_task(self._read(prices, self._on_tick), name="prices"),
+                asyncio.create_task(self._read(orders, self._on_update), name="orders"),
+            ],
+        )
+
+    def _retire(self, old: _Subscription) -> None:
+        async def later() -> None:
+            await asyncio.sleep(HANDOVER_S)
+            await old.close()
+
+        task = asyncio.get_running_loop().create_task(later(), name="retire-subscription")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def _read(self, stream: AsyncIterator[Any], handle: Callable[[Any], None]) -> None:
         async for item in stream:
             handle(item)
+        raise StreamDisconnected("the stream ended")
 
     def _on_tick(self, tick: Any) -> None:
         now = time.time_ns()
@@ -212,4 +263,7 @@ class ConnectorService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         await self.router.close()

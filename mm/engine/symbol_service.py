@@ -85,7 +85,11 @@ class SymbolService:
         *,
         reconcile_every_s: float = 30.0,
         start_backoff_s: tuple[float, float] = (0.2, 5.0),
+        risk: RiskState | None = None,
     ) -> None:
+        """`risk`: the global risk state known at construction; under orchestration an actor
+        passes what the risk actor said (or a halted "risk_unknown" state) so that nothing is
+        opened before the symbol knows whether opening is allowed."""
         self.symbol = config.symbol
         self.clock = clock
         self.journal = journal
@@ -102,10 +106,12 @@ class SymbolService:
         self.last_tick_ms = 0  # wall time the last tick was applied
         self.latency = LatencyStats()  # tick at the connector -> order call issued
         self.tick_delivery = LatencyStats()  # tick at the connector -> delivery here
-        self.risk = RiskState(halted=False)
+        self.risk = risk or RiskState(halted=False)
+        self.engine.set_risk_halted(self.risk.halted)
         self.draining = False
         self._trigger_ns = 0
         self._fill_watermark = journal.last_fill_rowid(self.symbol)
+        self._pending_watermark = self._fill_watermark
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -217,8 +223,9 @@ class SymbolService:
 
     # -- views -------------------------------------------------------------------------------
     def exposure_report(self) -> ExposureReport:
-        """What the risk engine needs; round trips closed since the previous report included."""
-        pnls, self._fill_watermark = self.journal.closed_pnls_since(
+        """What the risk engine needs, with the round trips closed since the last report the
+        risk engine confirmed receiving (`confirm_report`): a lost report loses no loss."""
+        pnls, self._pending_watermark = self.journal.closed_pnls_since(
             self.symbol, self._fill_watermark
         )
         engine = self.engine
@@ -232,6 +239,10 @@ class SymbolService:
             closed_pnls=tuple(pnls),
             ts_ms=self.clock.now_ms(),
         )
+
+    def confirm_report(self) -> None:
+        """The last `exposure_report` reached the risk engine: its round trips are counted."""
+        self._fill_watermark = self._pending_watermark
 
     def state(self) -> str:
         if not self.started.is_set():

@@ -11,7 +11,9 @@ filled qty), so the same fill journaled twice is one row.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from sqlite_utils import Database
 
 from mm.core.model import LIVE_STATUSES, OrderStatus, Role, Side
 from mm.core.position import Changes, FillDelta, Slot, SlotOrder, Totals
+from mm.errors import JournalBusy
 from mm.store.migrations import migrate
 
 _ORDER_COLUMNS = (
@@ -201,12 +204,27 @@ def totals_from_text(text: str) -> Totals:
     return Totals(Decimal(pnl), Decimal(fees), Decimal(volume), count, trips)
 
 
+def _lock(path: str) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalBusy(f"{path}: another process has this journal open") from None
+    return fd
+
+
 class Journal:
-    def __init__(self, path: str | Path, *, durable: bool = True) -> None:
+    def __init__(self, path: str | Path, *, durable: bool = True, exclusive: bool = False) -> None:
+        """`exclusive`: hold an OS lock on `<path>.lock` while open, so two processes can never
+        write one symbol's journal at once (raises `JournalBusy` while another holds it)."""
         self.path = str(path)
         memory = self.path == ":memory:"
+        self._lock_fd: int | None = None
         if not memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if exclusive:
+                self._lock_fd = _lock(self.path + ".lock")
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db = Database(conn)
         if memory or not durable:
@@ -220,6 +238,9 @@ class Journal:
 
     def close(self) -> None:
         self.db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
 
     # -- reads ------------------------------------------------------------------------------
     def meta(self, symbol: str) -> dict[str, str]:

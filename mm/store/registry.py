@@ -29,6 +29,7 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE TABLE control (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
     """,
+    2: "ALTER TABLE symbols ADD COLUMN paused INTEGER NOT NULL DEFAULT 0",
 }
 ACTIVE = "active"
 REMOVING = "removing"
@@ -41,6 +42,7 @@ class Entry:
     state: str  # ACTIVE | REMOVING
     keep_orders: bool
     added_ms: int
+    paused: bool = False  # operator pause: survives restarts of the symbol's actor
 
 
 def _now_ms() -> int:
@@ -88,6 +90,13 @@ class Registry:
         )
         return cursor.rowcount == 1
 
+    def set_paused(self, symbol: str, paused: bool) -> bool:
+        cursor = self.db.execute(
+            "UPDATE symbols SET paused = ?, updated_ms = ? WHERE symbol = ?",
+            [int(paused), _now_ms(), symbol],
+        )
+        return cursor.rowcount == 1
+
     def delete(self, symbol: str) -> bool:
         return self.db.execute("DELETE FROM symbols WHERE symbol = ?", [symbol]).rowcount == 1
 
@@ -123,4 +132,5 @@ def _entry(row: dict[str, Any]) -> Entry:
         state=row["state"],
         keep_orders=bool(row["keep_orders"]),
         added_ms=int(row["added_ms"]),
+        paused=bool(row["paused"]),
     )

@@ -23,6 +23,7 @@ from mm.actors import client, options
 from mm.actors.calls import get
 from mm.composition import make_exchange
 from mm.engine.clock import VirtualClock
+from mm.errors import ExchangeUnavailable
 from mm.settings import MarketMakerSettings
 from mm.store.journal import Journal
 from tests.helpers import POLL_S, check_invariants
@@ -112,9 +113,9 @@ class MarketMaker:
             nonlocal seen
             try:
                 seen = self.symbol_status(symbol)
-            except Exception:
+                return condition(seen)
+            except (KeyError, ValueError, ExchangeUnavailable):  # not (fully) up yet
                 return False
-            return condition(seen)
 
         self.wait(check, timeout_s, f"{symbol} to satisfy the condition (last: {_brief(seen)})")
         return seen

@@ -116,6 +116,23 @@ def test_a_slow_symbol_does_not_hold_up_the_others(market_maker):
     print(f"BTC tick delivery while ETH was slow: p50 {btc['p50_ms']:.2f} ms")
 
 
+def test_a_replaced_symbol_actor_is_routed_again_and_a_pause_survives_restarts(market_maker):
+    mm = market_maker(["BTCUSDT"])
+    first = mm.wait_symbol("BTCUSDT", lambda s: s["state"] == "QUOTING" and s["deliveries"] > 5)
+    assert get(mm.handle.pause.remote("BTCUSDT")) == {"BTCUSDT": "PAUSED"}
+
+    ray.kill(mm.symbol("BTCUSDT"), no_restart=False)  # Ray restarts it
+    again = mm.wait_symbol("BTCUSDT", lambda s: s["pid"] != first["pid"] and s["deliveries"] > 5)
+    assert again["state"] == "PAUSED"  # the registry, not the lost process memory, decides
+
+    ray.kill(mm.symbol("BTCUSDT"), no_restart=True)  # gone for good: the supervisor replaces it
+    third = mm.wait_symbol(
+        "BTCUSDT", lambda s: s["pid"] not in (first["pid"], again["pid"]) and s["deliveries"] > 5
+    )
+    assert third["state"] == "PAUSED"  # and the connector delivers to the new actor
+    assert get(mm.handle.resume.remote("BTCUSDT")) == {"BTCUSDT": "QUOTING"}
+
+
 def test_manual_pause_and_resume(market_maker):
     mm = market_maker(["BTCUSDT"])
     mm.wait_symbol("BTCUSDT", lambda s: s["state"] == "QUOTING" and s["open_orders"] > 0)

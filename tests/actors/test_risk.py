@@ -6,14 +6,17 @@ closing orders of held inventory keep working, and trading resumes when the rule
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal as D
 
 import pytest
+import ray
 
 from mm.actors import options
 from mm.actors.calls import get
 from mm.core import ids
 from mm.core.model import Candle, Role
+from mm.store.journal import Journal
 from tests.actors.conftest import live_roles
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -24,7 +27,7 @@ def venue_roles(mm, symbol: str) -> set[Role]:
     return {ids.parse(o.client_id).role for o in mm.connector("fetch_open_orders", symbol)}
 
 
-def test_manual_breaker_cancels_openings_everywhere_and_reset_resumes(market_maker):
+def test_manual_breaker_cancels_openings_everywhere_and_reset_resumes(market_maker, tmp_path):
     mm = market_maker(SYMBOLS)
     for symbol in SYMBOLS:
         mm.wait_symbol(symbol, lambda s: s["state"] == "QUOTING" and "OPEN" in live_roles(s))
@@ -36,9 +39,17 @@ def test_manual_breaker_cancels_openings_everywhere_and_reset_resumes(market_mak
         status = mm.wait_symbol(symbol, lambda s: "OPEN" not in live_roles(s), timeout_s=20)
         assert status["risk_halted"] is True and status["risk_reasons"] == ["breaker"]
         assert Role.OPEN not in venue_roles(mm, symbol)  # cancelled on the venue too
+    # a symbol actor restarted while tripped opens nothing: it learns the risk state first
+    before = mm.symbol_status("BTCUSDT")
+    killed_ms = time.time_ns() // 1_000_000
+    ray.kill(mm.symbol("BTCUSDT"), no_restart=False)
+    mm.wait_symbol("BTCUSDT", lambda s: s["pid"] != before["pid"] and s["deliveries"] > 20)
+    journal = Journal(tmp_path / "journal" / "BTCUSDT.db")
+    opened = [
+        o for o in journal.orders("BTCUSDT") if o.role is Role.OPEN and o.created_ms >= killed_ms
+    ]
+    assert opened == []
     # a restarted risk actor keeps the breaker tripped (it is durable)
-    import ray
-
     ray.kill(mm.actor(options.RISK), no_restart=False)
     mm.wait(lambda: _risk_state(mm) is not None, what="the risk actor to restart")
     assert _risk_state(mm)["halted"] is True

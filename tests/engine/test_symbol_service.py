@@ -243,19 +243,23 @@ def test_exposure_report_carries_inventory_value_and_each_round_trip_once(h):
         await h.service.start()
         await h.deliver("10000")
         first = h.service.exposure_report()
+        h.service.confirm_report()
         await h.move("9900")  # bought 0.01 at 9900
         holding = h.service.exposure_report()
+        h.service.confirm_report()
         await h.move("10000")  # sold it at 10000: one round trip
+        lost = h.service.exposure_report()  # never confirmed: its round trip is sent again
         closed = h.service.exposure_report()
+        h.service.confirm_report()
         again = h.service.exposure_report()
-        return first, holding, closed, again
+        return first, holding, lost, closed, again
 
-    first, holding, closed, again = run(scenario())
+    first, holding, lost, closed, again = run(scenario())
     assert first.closed_pnls == () and first.exposure_quote == 0
     assert holding.inventory_qty == D("0.01") and holding.price == D("9900")
     assert holding.exposure_quote == D("99.00") and holding.closed_pnls == ()
     pnl = D("1") - D("0.099") - D("0.1")  # (10000 - 9900) * 0.01 minus both maker fees
-    assert closed.closed_pnls == (pnl,)
+    assert lost.closed_pnls == closed.closed_pnls == (pnl,)
     assert closed.realized_pnl == pnl and closed.inventory_qty == 0
     assert again.closed_pnls == ()  # reported once
     assert again.realized_pnl == pnl
