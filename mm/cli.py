@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from connectors.simulated import markets
-from connectors.simulated.exchange import SimConfig, SimulatedExchange, rules_for
-from connectors.simulated.faults import FaultConfig
+from connectors.simulated.exchange import SimulatedExchange, rules_for
 from connectors.simulated.feeds import FeedError, PricePath, candle_path, load_csv, random_walk
 from mm import config, report
+from mm.composition import sim_config
 from mm.core.rounding import is_multiple
 from mm.engine.backtest import Backtest, BacktestResult
 from mm.engine.clock import VirtualClock
@@ -145,17 +145,7 @@ async def _run_backtest(
     clock = VirtualClock(int(path.ts_ms[0]))
     ex = cfg.exchange
     venue = SimulatedExchange(
-        SimConfig(
-            balances=dict(ex.balances),
-            maker_fee_rate=ex.maker_fee_rate,
-            taker_fee_rate=ex.taker_fee_rate,
-            leverage=ex.leverage,
-            partial_fill_ratio=ex.partial_fill_ratio,
-            consistency_window_ms=ex.consistency_window_ms,
-            faults=FaultConfig(**ex.faults.model_dump()),
-            start_prices={base: int(path.price[0]) * rules.tick_size},
-        ),
-        clock,
+        sim_config(ex, start_prices={base: int(path.price[0]) * rules.tick_size}), clock
     )
     journal = Journal(cfg.journal_path, durable=False)
     engine = SymbolEngine(EngineConfig(cfg.symbol, cfg.grid.params()), venue, journal, clock)

@@ -7,13 +7,30 @@ a connector. Must not: hold trading logic.
 
 from __future__ import annotations
 
+from typing import Any
+
 from connectors.simulated.exchange import SimConfig, SimulatedExchange
 from connectors.simulated.faults import FaultConfig
+from mm.config import SimulatedConfig
 from mm.engine.clock import SystemClock
 from mm.ports import Exchange
 from mm.settings import MarketMakerSettings
 
 VENUE_FILE = "venue.json"
+
+
+def sim_config(venue: SimulatedConfig, **extra: Any) -> SimConfig:
+    """The simulated venue's runtime config from its validated settings (plus `extra`)."""
+    return SimConfig(
+        balances=dict(venue.balances),
+        maker_fee_rate=venue.maker_fee_rate,
+        taker_fee_rate=venue.taker_fee_rate,
+        leverage=venue.leverage,
+        partial_fill_ratio=venue.partial_fill_ratio,
+        consistency_window_ms=venue.consistency_window_ms,
+        faults=FaultConfig(**venue.faults.model_dump()),
+        **extra,
+    )
 
 
 def make_exchange(settings: MarketMakerSettings) -> Exchange:
@@ -23,14 +40,8 @@ def make_exchange(settings: MarketMakerSettings) -> Exchange:
     if persist is not None:
         persist.parent.mkdir(parents=True, exist_ok=True)
     venue = SimulatedExchange(
-        SimConfig(
-            balances=dict(sim.balances),
-            maker_fee_rate=sim.maker_fee_rate,
-            taker_fee_rate=sim.taker_fee_rate,
-            leverage=sim.leverage,
-            partial_fill_ratio=sim.partial_fill_ratio,
-            consistency_window_ms=sim.consistency_window_ms,
-            faults=FaultConfig(**sim.faults.model_dump()),
+        sim_config(
+            sim,
             volatility=sim.volatility,
             seed=sim.seed,
             tick_interval_ms=sim.tick_interval_ms,

@@ -165,7 +165,22 @@ class RandomWalkFeed(Strict):
     seed: int = Field(1, description="Seed of the walk; same seed, same candles.")
 
 
-class BacktestSettings(BaseSettings):
+class EnvFirstSettings(BaseSettings):
+    """Settings read from a YAML file where `MM_<SECTION>__<KEY>` environment variables win."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings  # the environment overrides the file
+
+
+class BacktestSettings(EnvFirstSettings):
     """`mm backtest`: one symbol, the simulated venue, a random walk or a data file."""
 
     model_config = SettingsConfigDict(
@@ -178,17 +193,6 @@ class BacktestSettings(BaseSettings):
     feed: RandomWalkFeed = Field(RandomWalkFeed(), description="The random walk (no --data).")
     data: Path | None = Field(None, description="CSV of candles or trades instead of the walk.")
     journal_path: str = Field(":memory:", description="SQLite journal (':memory:' for speed).")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return env_settings, init_settings  # the environment overrides the file
 
 
 class ExchangeCredentials(Strict):

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from mm.config import GridConfig, SimulatedConfig, Strict, explain
+from mm.config import EnvFirstSettings, GridConfig, SimulatedConfig, Strict, explain
 from mm.core.risk import AnomalyRule, RiskLimits
 from mm.errors import ConfigError
 
@@ -138,7 +138,7 @@ class ShutdownSettings(Strict):
     cancel_orders: bool = Field(True, description="Cancel our orders when `mm run` stops.")
 
 
-class MarketMakerSettings(BaseSettings):
+class MarketMakerSettings(EnvFirstSettings):
     """`mm run`: every registered symbol on one exchange connection, under Ray."""
 
     model_config = SettingsConfigDict(
@@ -175,17 +175,6 @@ class MarketMakerSettings(BaseSettings):
         for symbol, overrides in self.symbols.items():
             grid_for(self.grid_defaults, overrides, where=f"symbols.{symbol}")
         return self
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return env_settings, init_settings  # the environment overrides the file
 
 
 def _valid_symbol(symbol: str) -> bool:
