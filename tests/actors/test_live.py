@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mm.actors.client import Cluster
 from mm.live import LiveProcess
 from tests.actors.conftest import invariants, live_roles, venue_at_rest
+from tests.helpers import eventually
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -34,13 +35,15 @@ def fetch(port: int, path: str) -> tuple[int, str]:
 async def serve_and_read(mm) -> tuple[dict, dict, str, int]:
     process = LiveProcess(mm.settings, Cluster(mm.handle))
     task = asyncio.get_running_loop().create_task(process.run(quiet=True))
-    while not process.port:
-        await asyncio.sleep(0.05)
-    while True:  # until the poller and the health loop have a full round
-        code, body = await asyncio.to_thread(fetch, process.port, "/health")
-        if code == 200 and process.latest is not None:
-            break
-        await asyncio.sleep(0.1)
+    await eventually(lambda: process.port > 0, timeout_s=60, what="the HTTP server")
+    # until the poller and the health loop have had a full round
+    await eventually(
+        lambda: process.latest is not None and process.health.snapshot.ok,
+        timeout_s=60,
+        what="a healthy snapshot",
+    )
+    code, body = await asyncio.to_thread(fetch, process.port, "/health")
+    assert code == 200
     health = json.loads(body)
     _, status_body = await asyncio.to_thread(fetch, process.port, "/status")
     _, metrics = await asyncio.to_thread(fetch, process.port, "/metrics")

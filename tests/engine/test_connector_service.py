@@ -50,21 +50,27 @@ class Recorder:
         return sum(d.resync for d in self.deliveries)
 
 
+async def two_routes():
+    """A started service over a fresh venue with BTC and ETH routed, one tick published each."""
+    sim = venue()
+    service = ConnectorService(sim, backoff_s=FAST)
+    btc, eth = Recorder(), Recorder()
+    service.add_route(BTC, btc)
+    service.add_route(ETH, eth)
+    service.start()
+    await eventually(lambda: service.subscriptions == 1, what="subscribed")
+    sim.set_price(BTC, D("10100"))
+    sim.set_price(ETH, D("2020"))
+    return sim, service, btc, eth
+
+
 def buy(client_id, price="9000", symbol=BTC, qty="0.01"):
     return OrderRequest(symbol, client_id, Side.BUY, D(price), D(qty), post_only=True)
 
 
 def test_each_routed_symbol_gets_its_own_ticks_and_order_updates():
     async def scenario():
-        sim = venue()
-        service = ConnectorService(sim, backoff_s=FAST)
-        btc, eth = Recorder(), Recorder()
-        service.add_route(BTC, btc)
-        service.add_route(ETH, eth)
-        service.start()
-        await eventually(lambda: service.subscriptions == 1, what="subscribed")
-        sim.set_price(BTC, D("10100"))
-        sim.set_price(ETH, D("2020"))
+        sim, service, btc, eth = await two_routes()
         await eventually(lambda: btc.ticks and eth.ticks, what="a tick for each symbol")
         report = await service.call("place_order", buy("btc1"))
         await eventually(lambda: "btc1" in btc.updates, what="the order update at BTC")
@@ -131,15 +137,7 @@ def test_a_removed_symbol_is_no_longer_delivered():
 
 def test_a_stream_break_resubscribes_and_every_route_resyncs():
     async def scenario():
-        sim = venue()
-        service = ConnectorService(sim, backoff_s=FAST)
-        btc, eth = Recorder(), Recorder()
-        service.add_route(BTC, btc)
-        service.add_route(ETH, eth)
-        service.start()
-        await eventually(lambda: service.subscriptions == 1, what="subscribed")
-        sim.set_price(BTC, D("10100"))
-        sim.set_price(ETH, D("2020"))
+        sim, service, btc, eth = await two_routes()
         await eventually(lambda: btc.ticks and eth.ticks, what="first deliveries")
         before = btc.resyncs(), eth.resyncs()
         sim.faults.inject("price_update", "disconnect")
