@@ -1,5 +1,5 @@
 # Convenience targets; the scripts they call work without make (see README).
-.PHONY: install test run backtest bench lint fmt
+.PHONY: install test run backtest bench lint fmt proto
 
 install:
 	bash scripts/install.sh dev
@@ -23,3 +23,6 @@ lint: install
 
 fmt: install
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+proto: install
+	.venv/bin/python scripts/gen_proto.py

@@ -55,6 +55,13 @@ class InvalidOrder(OrderRejected):
     reason = "invalid"
 
 
+class InvalidArgument(InvalidOrder):
+    """A field of the request is malformed (unknown symbol, non-positive price or qty, a decimal
+    that does not parse, a missing id); it was refused before reaching the venue."""
+
+    reason = "invalid_argument"
+
+
 class PostOnlyRejected(OrderRejected):
     """A post-only order would have crossed the book and taken liquidity."""
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from mm.config import EnvFirstSettings, GridConfig, SimulatedConfig, Strict, explain
@@ -37,11 +37,37 @@ class SimulatedVenue(SimulatedConfig):
     )
 
 
+class RemoteVenue(Strict):
+    """An `mm connector` (gRPC exchange_connector) that holds the exchange connection."""
+
+    address: str = Field(
+        "127.0.0.1:50051",
+        pattern=r"^[^\s:]+:[0-9]{1,5}$",
+        description="host:port of the connector.",
+    )
+    token: SecretStr | None = Field(
+        None, description="Bearer token the connector requires (write ${MM_CONNECTOR_TOKEN})."
+    )
+    tls: bool = Field(False, description="Connect with TLS.")
+    ca_file: Path | None = Field(
+        None, description="PEM of the CA that signed the connector's certificate (TLS)."
+    )
+    call_timeout_s: float = Field(10.0, gt=0, le=300, description="Deadline of each unary call.")
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> RemoteVenue:
+        if self.ca_file is not None and not self.tls:
+            raise ValueError("ca_file is set but tls is false")
+        return self
+
+
 class ExchangeSettings(Strict):
-    kind: Literal["simulated"] = Field(
-        "simulated", description="Exchange behind the connector (ccxt and remote: coming)."
+    kind: Literal["simulated", "remote"] = Field(
+        "simulated",
+        description="simulated: the embedded venue; remote: an `mm connector` over gRPC.",
     )
     simulated: SimulatedVenue = Field(SimulatedVenue(), description="The simulated venue.")
+    remote: RemoteVenue = Field(RemoteVenue(), description="The exchange_connector (remote).")
 
 
 class AnomalySettings(Strict):
@@ -199,3 +225,55 @@ def grid_for(defaults: dict[str, Any], overrides: dict[str, Any], *, where: str)
 
 def journal_dir(settings: MarketMakerSettings, node_id: str) -> Path:
     return Path(settings.ray.journal_dir.format(data_dir=settings.data_dir, node_id=node_id))
+
+
+class ExchangeConnectorSettings(EnvFirstSettings):
+    """`mm connector`: one exchange connection served over gRPC to every client."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, env_prefix="MM_CONNECTOR_", env_nested_delimiter="__"
+    )
+
+    data_dir: Path = Field(Path("data/connector"), description="Venue state (simulated).")
+    exchange: ExchangeSettings = Field(ExchangeSettings(), description="The exchange it serves.")
+    host: str = Field("127.0.0.1", description="Bind address; non-loopback requires a token.")
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    token: SecretStr | None = Field(
+        None, description="Bearer token every call must carry (env MM_CONNECTOR_TOKEN)."
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate chain (enables TLS).")
+    tls_key: Path | None = Field(None, description="PEM private key; must be private (0600).")
+    preload_symbols: list[str] = Field(
+        default_factory=lambda: ["BTCUSDT", "ETHUSDT"],
+        description="Markets loaded before the health check reports SERVING.",
+    )
+    stream_buffer: int = Field(
+        10_000, ge=10, description="Messages queued per stream client before it is cut off."
+    )
+    health_every_s: float = Field(1.0, gt=0, le=60, description="Upstream health check period.")
+    grace_s: float = Field(5.0, ge=0, le=120, description="Shutdown: time for in-flight calls.")
+
+    @field_validator("preload_symbols")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not _valid_symbol(s)]
+        if bad:
+            raise ValueError(f"symbol names must look like BTCUSDT or BTCUSDT-PERP: {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExchangeConnectorSettings:
+        if self.exchange.kind == "remote":
+            raise ValueError("exchange.kind: a connector cannot serve another connector")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together (both or neither)")
+        if not is_loopback(self.host) and self.token is None:
+            raise ValueError(
+                f"host {self.host!r} is reachable from other machines: set a token "
+                "(MM_CONNECTOR_TOKEN) or bind 127.0.0.1"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")

@@ -13,6 +13,7 @@ final report or raise `OrderNotFound`; streams may repeat an update.
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import time
 import uuid
@@ -35,6 +36,7 @@ from mm.errors import (
 )
 from mm.ports import Exchange
 from tests.helpers import POLL_S
+from tests.remote.rig import serve
 
 OPEN, FILLED, CANCELED = OrderStatus.OPEN, OrderStatus.FILLED, OrderStatus.CANCELED
 TIMEOUT_S = 10.0
@@ -90,7 +92,15 @@ async def open_simulated(consistency_window_ms: int = 0) -> AsyncIterator[Venue]
         await exchange.close()
 
 
+@contextlib.asynccontextmanager
+async def open_remote() -> AsyncIterator[Venue]:
+    """RemoteExchange -> real gRPC on loopback -> exchange_connector -> SimulatedExchange."""
+    async with open_simulated() as inner, serve(inner.exchange) as client:
+        yield dataclasses.replace(inner, exchange=client)
+
+
 VENUES = {
+    "remote": open_remote,
     "simulated": open_simulated,
     # The same venue with eventually consistent lookups: keeps the suite honest about polling.
     "simulated-lagging": lambda: open_simulated(consistency_window_ms=500),

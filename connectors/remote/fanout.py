@@ -1,0 +1,204 @@
+"""Fan-out of one upstream stream to many gRPC clients, each with its own bounded buffer.
+
+Owns: the upstream subscription of one stream kind (one for all clients) and one queue per
+client. Must not: know gRPC (the server turns a `Subscriber` into a response stream).
+
+- The upstream subscription covers the union of every client's symbols. A client asking for a
+  symbol not yet covered makes the fan-out open a wider subscription *before* closing the old
+  one (`handover_s` of overlap; an update seen twice meanwhile is harmless, the port allows
+  repeats), so no existing client misses anything.
+- Publishing never waits: a client whose buffer is full is cut off (`Subscriber.failure` says
+  why) while everyone else carries on.
+- When the upstream stream breaks, every client is cut off with `StreamDisconnected`: they may
+  have missed updates and must resubscribe and catch up over the unary calls. The next
+  subscription opens a fresh upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from mm.errors import MMError, RateLimited, StreamDisconnected
+
+log = logging.getLogger(__name__)
+
+Open = Callable[[frozenset[str]], AsyncIterator[Any]]
+
+
+class SlowConsumer(RateLimited):
+    """This client did not read its stream fast enough; its buffer overflowed."""
+
+
+class Subscriber:
+    def __init__(self, symbols: frozenset[str], capacity: int) -> None:
+        self.symbols = symbols  # empty: every symbol
+        self.capacity = capacity
+        self.items: deque[Any] = deque()
+        self.failure: MMError | None = None
+        self.closed = False
+        self._event = asyncio.Event()
+
+    def wants(self, symbol: str | None) -> bool:
+        return not self.symbols or symbol is None or symbol in self.symbols
+
+    def put(self, item: Any) -> None:
+        if self.failure is not None or self.closed:
+            return
+        if len(self.items) >= self.capacity:
+            self.fail(SlowConsumer(f"stream buffer of {self.capacity} messages overflowed"))
+            return
+        self.items.append(item)
+        self._event.set()
+
+    def fail(self, error: MMError) -> None:
+        if self.failure is None:
+            self.failure = error
+            self.items.clear()
+        self._event.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._event.set()
+
+    async def batches(self, max_batch: int) -> AsyncIterator[list[Any]]:
+        """Everything queued since the last batch (at most `max_batch`); raises the failure."""
+        while True:
+            while not self.items and self.failure is None and not self.closed:
+                self._event.clear()
+                await self._event.wait()
+            if self.failure is not None:
+                raise self.failure
+            if not self.items:  # closed and drained
+                return
+            n = min(len(self.items), max_batch)
+            yield [self.items.popleft() for _ in range(n)]
+
+
+class _Upstream:
+    def __init__(self, symbols: frozenset[str], stream: AsyncIterator[Any]) -> None:
+        self.symbols = symbols
+        self.stream = stream
+        self.task: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.stream.aclose()  # type: ignore[attr-defined]
+
+
+class Fanout:
+    def __init__(
+        self,
+        name: str,
+        open_upstream: Open,
+        symbol_of: Callable[[Any], str | None],
+        *,
+        capacity: int = 10_000,
+        handover_s: float = 0.5,
+        all_symbols: bool = False,
+    ) -> None:
+        self.name = name
+        self._open = open_upstream
+        self._symbol_of = symbol_of
+        self.capacity = capacity
+        self.handover_s = handover_s
+        self.all_symbols = all_symbols  # the upstream takes no symbol list (account streams)
+        self._subs: list[Subscriber] = []
+        self._current: _Upstream | None = None
+        self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self.upstream_opens = 0
+        self.published = 0
+        self.cut_off = 0
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+    async def subscribe(self, symbols: frozenset[str]) -> Subscriber:
+        """A new client; returns once an upstream subscription covering `symbols` is open."""
+        sub = Subscriber(symbols, self.capacity)
+        async with self._lock:
+            current = self._current
+            covered = current is not None and (
+                self.all_symbols or (current.symbols and symbols <= current.symbols)
+            )
+            if not covered:
+                wanted = symbols | (current.symbols if current is not None else frozenset())
+                self._current = self._start(wanted)
+                if current is not None:
+                    self._retire(current)
+            self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        sub.close()
+        with contextlib.suppress(ValueError):
+            self._subs.remove(sub)
+
+    def _start(self, symbols: frozenset[str]) -> _Upstream:
+        self.upstream_opens += 1
+        upstream = _Upstream(symbols, self._open(symbols))
+        upstream.task = asyncio.get_running_loop().create_task(
+            self._pump(upstream), name=f"fanout-{self.name}"
+        )
+        return upstream
+
+    def _retire(self, old: _Upstream) -> None:
+        async def later() -> None:
+            await asyncio.sleep(self.handover_s)
+            await old.close()
+
+        task = asyncio.get_running_loop().create_task(later(), name=f"retire-{self.name}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _pump(self, upstream: _Upstream) -> None:
+        try:
+            async for item in upstream.stream:
+                self.publish(item)
+            error: MMError = StreamDisconnected(f"upstream {self.name} stream ended")
+        except asyncio.CancelledError:
+            raise
+        except MMError as e:
+            error = e if isinstance(e, StreamDisconnected) else StreamDisconnected(str(e))
+        except Exception as e:
+            log.exception("upstream %s stream failed", self.name)
+            error = StreamDisconnected(f"upstream {self.name} stream failed: {e}")
+        if self._current is upstream:  # a retired upstream ending is expected
+            log.warning("upstream %s stream broke (%s): cutting off its clients", self.name, error)
+            self._current = None
+            for sub in self._subs:
+                sub.fail(error)
+                self.cut_off += 1
+            self._subs.clear()
+
+    def publish(self, item: Any) -> None:
+        self.published += 1
+        symbol = self._symbol_of(item)
+        for sub in list(self._subs):
+            if sub.wants(symbol):
+                sub.put(item)
+                if sub.failure is not None:
+                    log.warning("stream %s: cutting off a slow client (%s)", self.name, sub.failure)
+                    self.cut_off += 1
+                    self._subs.remove(sub)
+
+    async def close(self) -> None:
+        """End every client's stream normally (shutdown) and close the upstream."""
+        for sub in self._subs:
+            sub.close()
+        self._subs.clear()
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        if self._current is not None:
+            current, self._current = self._current, None
+            await current.close()
