@@ -30,7 +30,12 @@ from mm.engine.clock import VirtualClock
 from mm.engine.symbol_engine import EngineConfig, SymbolEngine
 from mm.errors import ConfigError, MMError, NotRunning, RequestError, RequestTimeout
 from mm.observability.logs import setup_logging
-from mm.settings import MarketMakerSettings, check_symbol
+from mm.settings import (
+    ExchangeConnectorSettings,
+    MarketMakerSettings,
+    check_symbol,
+    is_loopback,
+)
 from mm.store.journal import Journal
 
 log = logging.getLogger("mm.cli")
@@ -66,6 +71,13 @@ def _live_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     run.add_argument("--address", help="join this Ray cluster ('auto' inside `ray up`)")
     run.add_argument("--quiet", action="store_true", help="no status line")
     run.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    conn = sub.add_parser(
+        "connector", help="serve the configured exchange over gRPC (exchange_connector)"
+    )
+    conn.add_argument("--config", type=Path, default=Path("configs/exchange_connector.yaml"))
+    conn.add_argument("--host", help="bind address (default: the config's, 127.0.0.1)")
+    conn.add_argument("--port", type=int, help="port (default: the config's, 50051)")
+    conn.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     add = sub.add_parser("add-symbol", help="register a symbol and start trading it")
     add.add_argument("symbol", help="exchange-native name, e.g. SOLUSDT or SOLUSDT-PERP")
     for flag, kind, text in _GRID_FLAGS:
@@ -316,9 +328,50 @@ def breaker(args: argparse.Namespace) -> int:
     return 0
 
 
+def connector(args: argparse.Namespace) -> int:
+    flags = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = config.load(ExchangeConnectorSettings, args.config, overrides=flags)
+    if args.verbose:
+        logging.getLogger().setLevel(logging.INFO)
+    return asyncio.run(_serve_connector(settings))
+
+
+async def _serve_connector(settings: ExchangeConnectorSettings) -> int:
+    import signal
+
+    from connectors.remote.server import ExchangeConnector
+    from mm.composition import make_venue, server_config
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    exchange = make_venue(settings.exchange, settings.data_dir.resolve())
+    try:
+        server = ExchangeConnector(exchange, server_config(settings))
+        port = await server.start()
+        token = "required" if settings.token else "not required"
+        tls = "on" if settings.tls_cert else "off"
+        print(
+            f"mm connector: serving {exchange.name} on {settings.host}:{port} "
+            f"(token {token}, TLS {tls}); Ctrl-C stops",
+            flush=True,
+        )
+        if settings.tls_cert is None and not is_loopback(settings.host):
+            log.warning("serving %s without TLS: the token travels in clear", settings.host)
+        await stop.wait()
+        print("mm connector: stopping (finishing in-flight calls)", flush=True)
+        await server.stop()
+    finally:
+        await exchange.close()
+    print("mm connector: stopped", flush=True)
+    return 0
+
+
 COMMANDS = {
     "backtest": backtest,
     "run": run,
+    "connector": connector,
     "add-symbol": add_symbol,
     "remove-symbol": remove_symbol,
     "status": status,

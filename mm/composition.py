@@ -7,14 +7,22 @@ a connector. Must not: hold trading logic.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from connectors.remote.client import RemoteConfig, RemoteExchange
+from connectors.remote.server import ServerConfig
 from connectors.simulated.exchange import SimConfig, SimulatedExchange
 from connectors.simulated.faults import FaultConfig
 from mm.config import SimulatedConfig
 from mm.engine.clock import SystemClock
 from mm.ports import Exchange
-from mm.settings import MarketMakerSettings
+from mm.settings import (
+    ExchangeConnectorSettings,
+    ExchangeSettings,
+    MarketMakerSettings,
+    RemoteVenue,
+)
 
 VENUE_FILE = "venue.json"
 
@@ -34,9 +42,16 @@ def sim_config(venue: SimulatedConfig, **extra: Any) -> SimConfig:
 
 
 def make_exchange(settings: MarketMakerSettings) -> Exchange:
-    """The exchange behind the connector. Call inside a running event loop (live feeds start)."""
-    sim = settings.exchange.simulated
-    persist = settings.data_dir / VENUE_FILE if sim.persist else None
+    """The exchange behind the connector actor. Call inside a running event loop."""
+    return make_venue(settings.exchange, settings.data_dir)
+
+
+def make_venue(exchange: ExchangeSettings, data_dir: Path) -> Exchange:
+    """The exchange `exchange.kind` names. Call inside a running event loop (live feeds start)."""
+    if exchange.kind == "remote":
+        return RemoteExchange(remote_config(exchange.remote))
+    sim = exchange.simulated
+    persist = data_dir / VENUE_FILE if sim.persist else None
     if persist is not None:
         persist.parent.mkdir(parents=True, exist_ok=True)
     venue = SimulatedExchange(
@@ -52,3 +67,28 @@ def make_exchange(settings: MarketMakerSettings) -> Exchange:
     )
     venue.start()
     return venue
+
+
+def remote_config(remote: RemoteVenue) -> RemoteConfig:
+    return RemoteConfig(
+        address=remote.address,
+        token=remote.token.get_secret_value() if remote.token else None,
+        tls=remote.tls,
+        ca_file=remote.ca_file,
+        call_timeout_s=remote.call_timeout_s,
+    )
+
+
+def server_config(settings: ExchangeConnectorSettings) -> ServerConfig:
+    """`mm connector`'s gRPC server settings (the exchange comes from `make_venue`)."""
+    return ServerConfig(
+        host=settings.host,
+        port=settings.port,
+        token=settings.token.get_secret_value() if settings.token else None,
+        tls_cert=settings.tls_cert,
+        tls_key=settings.tls_key,
+        preload_symbols=tuple(settings.preload_symbols),
+        stream_buffer=settings.stream_buffer,
+        health_every_s=settings.health_every_s,
+        grace_s=settings.grace_s,
+    )

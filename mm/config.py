@@ -260,8 +260,15 @@ def explain(error: ValidationError, model: type[BaseModel]) -> list[str]:
     return lines
 
 
-def load(model: type[BaseSettings], path: Path | str, env: Mapping[str, str] | None = None):
-    """Read, interpolate and validate a YAML config; raise `ConfigError` naming each problem."""
+def load(
+    model: type[BaseSettings],
+    path: Path | str,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+):
+    """Read, interpolate and validate a YAML config; raise `ConfigError` naming each problem.
+
+    `overrides` (command-line flags) replace top-level keys of the file before validation."""
     env = os.environ if env is None else env
     path = Path(path)
     try:
@@ -277,6 +284,6 @@ def load(model: type[BaseSettings], path: Path | str, env: Mapping[str, str] | N
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
     try:
-        return model(**interpolate(raw, env))
+        return model(**{**interpolate(raw, env), **(overrides or {})})
     except ValidationError as e:
         raise ConfigError("\n".join(explain(e, model))) from e

@@ -34,6 +34,10 @@ class Exchange(Protocol):
     name: str
     consistency_window_ms: int  # how long a new order may stay invisible to lookups
 
+    async def describe(self) -> None:
+        """Learn the facts the venue owns (`name`, `consistency_window_ms`) before anyone reads
+        them: a no-op in process, one round trip for a venue behind a connector. Idempotent."""
+
     async def load_markets(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
         """Rules for each symbol; unknown symbols raise `ConfigError`."""
 

@@ -360,6 +360,9 @@ class IngestExchange:
     name = "ingest-stub"
     consistency_window_ms = 0
 
+    async def describe(self) -> None:
+        pass
+
     def __init__(self, symbols: list[str], batch: int, per_symbol: int = 256) -> None:
         self.batch = batch
         self.ticks = [

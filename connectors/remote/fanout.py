@@ -5,8 +5,10 @@ client. Must not: know gRPC (the server turns a `Subscriber` into a response str
 
 - The upstream subscription covers the union of every client's symbols. A client asking for a
   symbol not yet covered makes the fan-out open a wider subscription *before* closing the old
-  one (`handover_s` of overlap; an update seen twice meanwhile is harmless, the port allows
-  repeats), so no existing client misses anything.
+  one (make before break). Existing clients stay on the old subscription for `handover_s`
+  while the new one records what it delivers; then they move over and receive the recorded
+  items that follow the last one they got (all of them if it is not found: a repeat is
+  allowed by the port, a gap or an older item after a newer one is not).
 - Publishing never waits: a client whose buffer is full is cut off (`Subscriber.failure` says
   why) while everyone else carries on.
 - When the upstream stream breaks, every client is cut off with `StreamDisconnected`: they may
@@ -28,6 +30,7 @@ from mm.errors import MMError, RateLimited, StreamDisconnected
 log = logging.getLogger(__name__)
 
 Open = Callable[[frozenset[str]], AsyncIterator[Any]]
+_NOTHING = object()
 
 
 class SlowConsumer(RateLimited):
@@ -41,6 +44,8 @@ class Subscriber:
         self.items: deque[Any] = deque()
         self.failure: MMError | None = None
         self.closed = False
+        self.upstream: _Upstream | None = None  # the subscription it is fed from
+        self.last: Any = _NOTHING  # the last item given to it
         self._event = asyncio.Event()
 
     def wants(self, symbol: str | None) -> bool:
@@ -53,6 +58,7 @@ class Subscriber:
             self.fail(SlowConsumer(f"stream buffer of {self.capacity} messages overflowed"))
             return
         self.items.append(item)
+        self.last = item
         self._event.set()
 
     def fail(self, error: MMError) -> None:
@@ -80,10 +86,16 @@ class Subscriber:
 
 
 class _Upstream:
-    def __init__(self, symbols: frozenset[str], stream: AsyncIterator[Any]) -> None:
+    def __init__(self, symbols: frozenset[str], stream: AsyncIterator[Any], capacity: int) -> None:
         self.symbols = symbols
         self.stream = stream
         self.task: asyncio.Task[None] | None = None
+        self.replay: deque[Any] | None = None  # recorded during a handover
+        self.capacity = capacity
+
+    def record(self, item: Any) -> None:
+        if self.replay is not None:
+            self.replay.append(item)
 
     async def close(self) -> None:
         if self.task is not None:
@@ -117,6 +129,7 @@ class Fanout:
         self.upstream_opens = 0
         self.published = 0
         self.cut_off = 0
+        self.handovers = 0
 
     @property
     def subscribers(self) -> int:
@@ -127,14 +140,14 @@ class Fanout:
         sub = Subscriber(symbols, self.capacity)
         async with self._lock:
             current = self._current
-            covered = current is not None and (
-                self.all_symbols or (current.symbols and symbols <= current.symbols)
-            )
+            covered = current is not None and (self.all_symbols or symbols <= current.symbols)
             if not covered:
                 wanted = symbols | (current.symbols if current is not None else frozenset())
                 self._current = self._start(wanted)
                 if current is not None:
+                    self._current.replay = deque(maxlen=self.capacity)
                     self._retire(current)
+            sub.upstream = self._current
             self._subs.append(sub)
         return sub
 
@@ -145,7 +158,7 @@ class Fanout:
 
     def _start(self, symbols: frozenset[str]) -> _Upstream:
         self.upstream_opens += 1
-        upstream = _Upstream(symbols, self._open(symbols))
+        upstream = _Upstream(symbols, self._open(symbols), self.capacity)
         upstream.task = asyncio.get_running_loop().create_task(
             self._pump(upstream), name=f"fanout-{self.name}"
         )
@@ -154,16 +167,33 @@ class Fanout:
     def _retire(self, old: _Upstream) -> None:
         async def later() -> None:
             await asyncio.sleep(self.handover_s)
+            self._hand_over(old)
             await old.close()
 
         task = asyncio.get_running_loop().create_task(later(), name=f"retire-{self.name}")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
+    def _hand_over(self, old: _Upstream) -> None:
+        """Move `old`'s clients to the current subscription, replaying what they have not seen."""
+        new = self._current
+        if new is None:
+            return
+        replay = list(new.replay or ())
+        self.handovers += 1
+        for sub in [s for s in self._subs if s.upstream is old]:
+            sub.upstream = new
+            start = next((i + 1 for i, item in enumerate(replay) if item == sub.last), 0)
+            for item in replay[start:]:
+                if sub.wants(self._symbol_of(item)):
+                    self._give(sub, item)
+        if not any(s.upstream is not new for s in self._subs):
+            new.replay = None
+
     async def _pump(self, upstream: _Upstream) -> None:
         try:
             async for item in upstream.stream:
-                self.publish(item)
+                self.publish(item, upstream)
             error: MMError = StreamDisconnected(f"upstream {self.name} stream ended")
         except asyncio.CancelledError:
             raise
@@ -172,24 +202,35 @@ class Fanout:
         except Exception as e:
             log.exception("upstream %s stream failed", self.name)
             error = StreamDisconnected(f"upstream {self.name} stream failed: {e}")
-        if self._current is upstream:  # a retired upstream ending is expected
-            log.warning("upstream %s stream broke (%s): cutting off its clients", self.name, error)
-            self._current = None
-            for sub in self._subs:
-                sub.fail(error)
-                self.cut_off += 1
-            self._subs.clear()
+        if self._current is not upstream:  # a retired upstream ended early: move its clients
+            self._hand_over(upstream)
+            return
+        log.warning("upstream %s stream broke (%s): cutting off its clients", self.name, error)
+        self._current = None
+        for sub in self._subs:
+            sub.fail(error)
+            self.cut_off += 1
+        self._subs.clear()
 
-    def publish(self, item: Any) -> None:
+    def publish(self, item: Any, upstream: _Upstream | None = None) -> None:
+        """Give `item` to every client fed from `upstream` (None: the current one)."""
+        upstream = upstream or self._current
+        if upstream is None:
+            return
         self.published += 1
+        upstream.record(item)
         symbol = self._symbol_of(item)
         for sub in list(self._subs):
-            if sub.wants(symbol):
-                sub.put(item)
-                if sub.failure is not None:
-                    log.warning("stream %s: cutting off a slow client (%s)", self.name, sub.failure)
-                    self.cut_off += 1
-                    self._subs.remove(sub)
+            if sub.upstream is upstream and sub.wants(symbol):
+                self._give(sub, item)
+
+    def _give(self, sub: Subscriber, item: Any) -> None:
+        sub.put(item)
+        if sub.failure is not None:
+            log.warning("stream %s: cutting off a slow client (%s)", self.name, sub.failure)
+            self.cut_off += 1
+            with contextlib.suppress(ValueError):
+                self._subs.remove(sub)
 
     async def close(self) -> None:
         """End every client's stream normally (shutdown) and close the upstream."""

@@ -477,8 +477,11 @@ class ExchangeConnector:
         while True:
             ok = await self._healthy()
             if ok != self.serving:
-                log.warning(
-                    "exchange %s: %s", self.exchange.name, "SERVING" if ok else "NOT_SERVING"
+                log.log(
+                    logging.INFO if ok else logging.WARNING,
+                    "exchange %s: %s",
+                    self.exchange.name,
+                    "SERVING" if ok else "NOT_SERVING",
                 )
                 await self._set_serving(ok)
             await asyncio.sleep(self.config.health_every_s)

@@ -452,6 +452,9 @@ class SimulatedExchange:
             )
         return {s: self._rules[s] for s in symbols}
 
+    async def describe(self) -> None:
+        """Nothing to learn: the facts are the config's."""
+
     async def check_health(self) -> HealthReport:
         return HealthReport(ok=not self._closed, detail="closed" if self._closed else "")
 

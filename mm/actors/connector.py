@@ -58,6 +58,7 @@ PORT_METHODS = frozenset(
 )
 STATE_CHANGING = frozenset({"place_order", "place_orders", "cancel_order", "cancel_all"})
 METRICS_EVERY_S = 1.0
+DESCRIBE_TIMEOUT_S = 30.0
 
 
 @ray.remote
@@ -86,6 +87,7 @@ class Connector:
         self._metrics_task = asyncio.get_running_loop().create_task(self._export_metrics())
 
     async def info(self) -> dict[str, Any]:
+        await self.exchange.describe()
         return {
             "name": self.exchange.name,
             "consistency_window_ms": self.exchange.consistency_window_ms,
@@ -175,6 +177,11 @@ class ConnectorExchange:
         self._handle = handle
         self.name = name
         self.consistency_window_ms = consistency_window_ms
+
+    async def describe(self) -> None:
+        info = await call(self._handle.info.remote(), timeout_s=DESCRIBE_TIMEOUT_S)
+        self.name = info["name"]
+        self.consistency_window_ms = info["consistency_window_ms"]
 
     async def _call(self, method: str, *args: Any) -> Any:
         ref = self._handle.call.remote(method, *args)

@@ -90,9 +90,7 @@ class SymbolManager:
         ]
 
     async def _start_once(self) -> None:
-        info = await call(self.connector.info.remote(), timeout_s=CALL_TIMEOUT_S)
-        self.exchange.name = info["name"]
-        self.exchange.consistency_window_ms = info["consistency_window_ms"]
+        await self.exchange.describe()
         orchestrator = ray.get_actor(options.ORCHESTRATOR, namespace=self.ns)
         wanted = await call(orchestrator.desired.remote(self.symbol), timeout_s=CALL_TIMEOUT_S)
         try:
