@@ -359,7 +359,14 @@ async def _serve_connector(settings: ExchangeConnectorSettings) -> int:
         )
         if settings.tls_cert is None and not is_loopback(settings.host):
             log.warning("serving %s without TLS: the token travels in clear", settings.host)
+
+        async def announce() -> None:
+            await server.wait_serving(timeout_s=None)
+            print(f"mm connector: exchange {exchange.name} is healthy (SERVING)", flush=True)
+
+        announced = asyncio.create_task(announce())
         await stop.wait()
+        announced.cancel()
         print("mm connector: stopping (finishing in-flight calls)", flush=True)
         await server.stop()
     finally:

@@ -438,10 +438,12 @@ class ExchangeConnector:
         )
         return self.port
 
-    async def wait_serving(self, timeout_s: float = 10.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout_s
+    async def wait_serving(self, timeout_s: float | None = 10.0) -> None:
+        """Return once health is SERVING (`timeout_s=None`: however long it takes)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
         while not self.serving:
-            if asyncio.get_running_loop().time() > deadline:
+            if deadline is not None and loop.time() > deadline:
                 raise ExchangeUnavailable("the exchange did not become healthy in time")
             await asyncio.sleep(0.01)
 
