@@ -17,6 +17,7 @@ bench: install
 	.venv/bin/python scripts/bench_core.py
 	.venv/bin/python scripts/bench_backtest.py
 	.venv/bin/python scripts/bench_ray.py
+	.venv/bin/python scripts/bench_grpc.py
 
 lint: install
 	.venv/bin/ruff format --check . && .venv/bin/ruff check .
