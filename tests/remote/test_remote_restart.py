@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -33,62 +28,11 @@ from mm.engine.symbol_engine import EngineConfig, SymbolEngine
 from mm.errors import OrderNotFound
 from mm.store.journal import Journal
 from tests.helpers import check_invariants, eventually, grid, run
+from tests.remote.rig import connector_process, free_port, write_connector_config
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 SYMBOL = "BTCUSDT"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def write_config(directory: Path, port: int) -> Path:
-    config = {
-        "data_dir": str(directory / "connector"),
-        "port": port,
-        "preload_symbols": [SYMBOL],
-        "health_every_s": 0.1,
-        "exchange": {
-            "kind": "simulated",
-            "simulated": {
-                "balances": {"USDT": "1000000"},
-                "tick_interval_ms": 20,
-                "volatility": 0.002,
-                "seed": 11,
-                "persist": True,
-                "persist_every_ms": 0,  # every change is on disk: SIGKILL loses nothing
-            },
-        },
-    }
-    path = directory / "exchange_connector.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-@contextlib.contextmanager
-def connector_process(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mm.cli", "connector", "--config", str(config)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 async def serving(client: RemoteExchange) -> bool:
@@ -96,7 +40,7 @@ async def serving(client: RemoteExchange) -> bool:
 
 
 def test_killing_and_restarting_the_connector_loses_and_duplicates_nothing(tmp_path):
-    config = write_config(tmp_path, free_port())
+    config = write_connector_config(tmp_path, free_port())
     log = tmp_path / "connector.log"
     journal = Journal(tmp_path / "journal.db")
     params = grid(interval=D("100"), buy_levels=3, sell_levels=3, level_qty=D("0.01"))
