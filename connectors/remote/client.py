@@ -373,8 +373,8 @@ class _Stream(Generic[T]):
     async def _pump(self) -> None:
         try:
             first = True
-            ready = asyncio.wait_for(self.call.read(), self.client.config.reconnect_wait_s)
-            response = await ready
+            async with asyncio.timeout(self.client.config.reconnect_wait_s):
+                response = await self.call.read()  # the first message: subscribed
             while response is not grpc.aio.EOF:
                 if first:
                     first = False

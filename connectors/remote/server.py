@@ -61,6 +61,11 @@ INTERVAL = re.compile(r"^[1-9][0-9]{0,3}[smhdwM]$")
 MAX_BATCH = 100  # orders or ids per Batch* call
 MAX_KLINES = 1500
 ID_INDEX_SIZE = 100_000  # exchange order ids remembered for lookups by exchange id
+# accept the keepalive pings RemoteExchange sends (every 10 s) on quiet streams and idle channels
+SERVER_OPTIONS = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+)
 
 
 @dataclass(frozen=True)
@@ -108,14 +113,14 @@ class BearerAuth(grpc.aio.ServerInterceptor):
         for key, value in details.invocation_metadata or ():
             if key == "authorization":
                 supplied = value if isinstance(value, str) else value.decode(errors="replace")
-        if hmac.compare_digest(supplied.encode(), self._expected) or handler is None:
+        if hmac.compare_digest(supplied.encode(), self._expected):
             return handler
         self.refused += 1
         log.warning("refused %s: %s bearer token", details.method, "wrong" if supplied else "no")
-        return _denied(handler)
+        return _denied(handler)  # even for a method that does not exist: reveal nothing
 
 
-def _denied(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _denied(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
     message = "missing or wrong bearer token (metadata 'authorization: Bearer <token>')"
 
     async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -125,6 +130,8 @@ def _denied(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
         yield  # pragma: no cover - abort raises
 
+    if handler is None:
+        return grpc.unary_unary_rpc_method_handler(deny)  # raw bytes in, nothing out
     kwargs = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
@@ -392,6 +399,8 @@ class ExchangeConnector:
         self._ids: OrderedDict[tuple[str, str], str] = OrderedDict()  # (symbol, exch id) -> cid
         self._server: grpc.aio.Server | None = None
         self._health_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self._markets_loaded = not config.preload_symbols
         capacity = config.stream_buffer
         self.prices = Fanout(
@@ -412,7 +421,7 @@ class ExchangeConnector:
         """Bind and start serving; returns the bound port. Health starts NOT_SERVING."""
         c = self.config
         interceptors = [self.auth] if self.auth else []
-        server = grpc.aio.server(interceptors=interceptors)
+        server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
         api_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(self), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -449,6 +458,7 @@ class ExchangeConnector:
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop accepting calls, end every stream, let in-flight unary calls finish."""
+        self._stopping = True
         await self.health.enter_graceful_shutdown()
         self.serving = False
         if self._health_task is not None:
@@ -476,7 +486,7 @@ class ExchangeConnector:
             await self.health.set(name, status)
 
     async def _watch_health(self) -> None:
-        while True:
+        while not self._stopping:
             ok = await self._healthy()
             if ok != self.serving:
                 log.log(
@@ -490,9 +500,9 @@ class ExchangeConnector:
 
     async def _healthy(self) -> bool:
         try:
-            report = await asyncio.wait_for(
-                self.exchange.check_health(), self.config.health_timeout_s
-            )
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the cancel from stop()
+            async with asyncio.timeout(self.config.health_timeout_s):
+                report = await self.exchange.check_health()
             if not report.ok:
                 return False
             if not self._markets_loaded:
@@ -510,7 +520,9 @@ class ExchangeConnector:
         if isinstance(error, ExchangeUnavailable) and self.serving:
             self.serving = False
             log.warning("exchange %s unavailable: NOT_SERVING (%s)", self.exchange.name, error)
-            asyncio.get_running_loop().create_task(self._set_serving(False))
+            task = asyncio.get_running_loop().create_task(self._set_serving(False))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     # -- markets and ids -------------------------------------------------------------------------
     async def markets(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
