@@ -29,12 +29,12 @@ from mm.engine.backtest import Backtest, BacktestResult
 from mm.engine.clock import VirtualClock
 from mm.engine.symbol_engine import EngineConfig, SymbolEngine
 from mm.errors import ConfigError, MMError, NotRunning, RequestError, RequestTimeout
+from mm.netaddr import is_loopback
 from mm.observability.logs import setup_logging
 from mm.settings import (
     ExchangeConnectorSettings,
     MarketMakerSettings,
     check_symbol,
-    is_loopback,
 )
 from mm.store.journal import Journal
 
@@ -75,8 +75,12 @@ def _live_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         "connector", help="serve the configured exchange over gRPC (exchange_connector)"
     )
     conn.add_argument("--config", type=Path, default=Path("configs/exchange_connector.yaml"))
-    conn.add_argument("--host", help="bind address (default: the config's, 127.0.0.1)")
-    conn.add_argument("--port", type=int, help="port (default: the config's, 50051)")
+    conn.add_argument(
+        "--host", help="bind address (default: the config's; MM_CONNECTOR_HOST wins if set)"
+    )
+    conn.add_argument(
+        "--port", type=int, help="port (default: the config's; MM_CONNECTOR_PORT wins if set)"
+    )
     conn.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     add = sub.add_parser("add-symbol", help="register a symbol and start trading it")
     add.add_argument("symbol", help="exchange-native name, e.g. SOLUSDT or SOLUSDT-PERP")

@@ -19,6 +19,7 @@ from pydantic_settings import SettingsConfigDict
 from mm.config import EnvFirstSettings, GridConfig, SimulatedConfig, Strict, explain
 from mm.core.risk import AnomalyRule, RiskLimits
 from mm.errors import ConfigError
+from mm.netaddr import is_loopback
 
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,20}(-PERP)?$"
 
@@ -239,7 +240,9 @@ class ExchangeConnectorSettings(EnvFirstSettings):
     host: str = Field("127.0.0.1", description="Bind address; non-loopback requires a token.")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one).")
     token: SecretStr | None = Field(
-        None, description="Bearer token every call must carry (env MM_CONNECTOR_TOKEN)."
+        None,
+        min_length=16,
+        description="Bearer token every call must carry (env MM_CONNECTOR_TOKEN), 16+ chars.",
     )
     tls_cert: Path | None = Field(None, description="PEM certificate chain (enables TLS).")
     tls_key: Path | None = Field(None, description="PEM private key; must be private (0600).")
@@ -273,7 +276,3 @@ class ExchangeConnectorSettings(EnvFirstSettings):
                 "(MM_CONNECTOR_TOKEN) or bind 127.0.0.1"
             )
         return self
-
-
-def is_loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -50,25 +51,29 @@ from mm.core.model import (
 )
 from mm.engine.backoff import jittered
 from mm.errors import (
+    AuthenticationError,
     ConfigError,
     ExchangeUnavailable,
     InvalidArgument,
     MMError,
+    RequestTimeout,
     StreamDisconnected,
 )
+from mm.netaddr import is_loopback
 from mm.observability.logs import register_secret
 from mm.ports import HealthReport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-ACK_WAIT_S = 5.0  # how long a call waits for an earlier subscription to be confirmed
-STREAM_QUEUE = 1_000  # responses buffered per stream before the reader stops reading
+R = TypeVar("R")
+STREAM_QUEUE = 1_000  # events buffered per stream before the reader stops reading
+MAX_BATCH = 100  # the connector's limit per Batch* call
 
 
 @dataclass(frozen=True)
 class RemoteConfig:
     address: str = "127.0.0.1:50051"
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     tls: bool = False
     ca_file: Path | None = None
     call_timeout_s: float = 10.0
@@ -89,10 +94,13 @@ class RemoteExchange:
         self._pending: set[asyncio.Future[None]] = set()
         self._streams: set[_Stream[Any]] = set()
         self._watch: asyncio.Task[None] | None = None
+        self._auth_refused = False
         self._metadata: tuple[tuple[str, str], ...] = ()
         if config.token:
             register_secret(config.token)
             self._metadata = (("authorization", f"Bearer {config.token}"),)
+            if not config.tls and not _is_loopback_address(config.address):
+                log.warning("sending the connector token to %s without TLS", config.address)
         low, high = config.reconnect_backoff_s
         options = [
             ("grpc.initial_reconnect_backoff_ms", int(low * 1000)),
@@ -101,6 +109,7 @@ class RemoteExchange:
             ("grpc.keepalive_time_ms", 10_000),  # notice a dead connection while idle
             ("grpc.keepalive_timeout_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),  # keep pinging on a quiet stream
         ]
         if config.tls:
             root = _read(config.ca_file) if config.ca_file else None
@@ -123,26 +132,43 @@ class RemoteExchange:
         return client
 
     async def describe(self) -> None:
-        reply = await self._call(self._stub.GetName, api.GetNameRequest(), "GetName")
+        reply = await self._call(self._stub.GetName, api.GetNameRequest(), "GetName", _same)
         self.name = reply.name
         self.consistency_window_ms = int(reply.consistency_window_ms)
 
     # -- plumbing --------------------------------------------------------------------------------
     async def _call(
         self,
-        rpc: Callable[..., Awaitable[T]],
+        rpc: Callable[..., Awaitable[Any]],
         request: Any,
         what: str,
+        read: Callable[[Any], R],
         *,
         changes_state: bool = False,
-    ) -> T:
+    ) -> R:
+        """One unary call: its reply read by `read`, every failure an `mm.errors` error.
+
+        A state-changing call whose outcome cannot be known (broken connection, a reply that
+        cannot be read) raises `RequestTimeout`: the order may exist, look it up by client id.
+        """
         self._start_watch()
-        if self._pending:  # subscriptions started before this call register first
-            await asyncio.wait(list(self._pending), timeout=ACK_WAIT_S)
+        if self._pending:  # subscriptions started before this call are registered first
+            await asyncio.wait(list(self._pending), timeout=self.config.reconnect_wait_s)
+            if self._pending and changes_state:
+                raise ExchangeUnavailable(f"{what}: a subscription is not confirmed; nothing sent")
         try:
-            return await rpc(request, metadata=self._metadata, timeout=self.config.call_timeout_s)
+            reply = await rpc(request, metadata=self._metadata, timeout=self.config.call_timeout_s)
         except grpc.aio.AioRpcError as e:
             raise _mapped(e, what, changes_state) from None
+        try:
+            return read(reply)
+        except (MMError, ValueError, KeyError) as e:
+            if changes_state:
+                raise RequestTimeout(
+                    f"{what}: the connector's reply cannot be read ({e}); the request may have "
+                    "been processed: look it up by client id"
+                ) from e
+            raise ExchangeUnavailable(f"{what}: the connector's reply cannot be read ({e})") from e
 
     def _start_watch(self) -> None:
         if self._watch is None:
@@ -170,7 +196,7 @@ class RemoteExchange:
                 raise
             except grpc.aio.AioRpcError as e:
                 if e.code() is grpc.StatusCode.UNAUTHENTICATED:
-                    self.serving = False
+                    self._auth_refused = True
                     log.error("connector %s refused the token; health unknown", self.config.address)
                     return
             self.serving = None
@@ -179,86 +205,105 @@ class RemoteExchange:
 
     # -- the port: markets and orders ------------------------------------------------------------
     async def load_markets(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
+        message = api.LoadMarketsRequest(symbols=list(symbols))
         try:
-            reply = await self._call(
-                self._stub.LoadMarkets, api.LoadMarketsRequest(symbols=list(symbols)), "LoadMarkets"
-            )
+            rules = await self._call(self._stub.LoadMarkets, message, "LoadMarkets", _rules)
         except InvalidArgument as e:  # unknown symbols: the port promises ConfigError
             raise ConfigError(str(e)) from e
-        rules = {m.symbol: convert.rules(m) for m in reply.symbols}
         self._rules.update(rules)
         return {s: rules[s] for s in symbols}
 
     async def place_order(self, request: OrderRequest) -> OrderReport:
         self._refuse_if_down("place_order")
         message = api.PlaceOrderRequest(order=convert.order_request_pb(request))
-        reply = await self._call(self._stub.PlaceOrder, message, "PlaceOrder", changes_state=True)
-        return convert.order(reply.order)
+        return await self._call(
+            self._stub.PlaceOrder, message, "PlaceOrder", _order, changes_state=True
+        )
 
     async def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderReport | Exception]:
-        if not requests:
-            return []
         self._refuse_if_down("place_orders")
-        message = api.BatchPlaceOrdersRequest(
-            orders=[convert.order_request_pb(r) for r in requests]
-        )
-        reply = await self._call(
-            self._stub.BatchPlaceOrders, message, "BatchPlaceOrders", changes_state=True
-        )
-        return [_outcome(r, "BatchPlaceOrders") for r in reply.results]
+        out: list[OrderReport | Exception] = []
+        for start in range(0, len(requests), MAX_BATCH):
+            chunk = requests[start : start + MAX_BATCH]
+            message = api.BatchPlaceOrdersRequest(
+                orders=[convert.order_request_pb(r) for r in chunk]
+            )
+            out += await self._call(
+                self._stub.BatchPlaceOrders,
+                message,
+                "BatchPlaceOrders",
+                functools.partial(_outcomes, what="BatchPlaceOrders"),
+                changes_state=True,
+            )
+        return out
 
     async def cancel_order(self, symbol: str, client_id: str) -> OrderReport:
         message = api.CancelOrderRequest(symbol=symbol, client_order_id=client_id)
-        reply = await self._call(self._stub.CancelOrder, message, "CancelOrder", changes_state=True)
-        return convert.order(reply.order)
+        return await self._call(
+            self._stub.CancelOrder, message, "CancelOrder", _order, changes_state=True
+        )
 
     async def cancel_orders(
         self, symbol: str, client_ids: Sequence[str]
     ) -> list[OrderReport | Exception]:
-        message = api.BatchCancelOrdersRequest(symbol=symbol, client_order_ids=list(client_ids))
-        reply = await self._call(
-            self._stub.BatchCancelOrders, message, "BatchCancelOrders", changes_state=True
-        )
-        return [_outcome(r, "BatchCancelOrders") for r in reply.results]
+        """Cancel several orders by client id (not in the port; one result per id)."""
+        out: list[OrderReport | Exception] = []
+        for start in range(0, len(client_ids), MAX_BATCH):
+            message = api.BatchCancelOrdersRequest(
+                symbol=symbol, client_order_ids=list(client_ids[start : start + MAX_BATCH])
+            )
+            out += await self._call(
+                self._stub.BatchCancelOrders,
+                message,
+                "BatchCancelOrders",
+                functools.partial(_outcomes, what="BatchCancelOrders"),
+                changes_state=True,
+            )
+        return out
 
     async def cancel_all(self, symbol: str) -> list[OrderReport]:
         message = api.CancelAllOrdersRequest(symbol=symbol)
-        reply = await self._call(
-            self._stub.CancelAllOrders, message, "CancelAllOrders", changes_state=True
+        return await self._call(
+            self._stub.CancelAllOrders, message, "CancelAllOrders", _orders, changes_state=True
         )
-        return [convert.order(o) for o in reply.orders]
 
     async def fetch_order(self, symbol: str, client_id: str) -> OrderReport:
         message = api.GetOrderRequest(symbol=symbol, client_order_id=client_id)
-        reply = await self._call(self._stub.GetOrder, message, "GetOrder")
-        return convert.order(reply.order)
+        return await self._call(self._stub.GetOrder, message, "GetOrder", _order)
 
     async def fetch_order_by_exchange_id(self, symbol: str, exchange_id: str) -> OrderReport:
+        """Look an order up by the venue's id (not in the port)."""
         message = api.GetOrderRequest(symbol=symbol, exchange_order_id=exchange_id)
-        reply = await self._call(self._stub.GetOrder, message, "GetOrder")
-        return convert.order(reply.order)
+        return await self._call(self._stub.GetOrder, message, "GetOrder", _order)
 
     async def fetch_open_orders(self, symbol: str) -> list[OrderReport]:
-        reply = await self._call(
-            self._stub.GetOpenOrders, api.GetOpenOrdersRequest(symbol=symbol), "GetOpenOrders"
-        )
-        return [convert.order(o) for o in reply.orders]
+        message = api.GetOpenOrdersRequest(symbol=symbol)
+        return await self._call(self._stub.GetOpenOrders, message, "GetOpenOrders", _orders)
 
     async def fetch_fills(self, symbol: str, since_ms: int) -> list[Fill]:
         message = api.GetFillsRequest(symbol=symbol, since_ms=since_ms)
-        reply = await self._call(self._stub.GetFills, message, "GetFills")
-        return [convert.fill(f) for f in reply.fills]
+        return await self._call(
+            self._stub.GetFills, message, "GetFills", lambda r: [convert.fill(f) for f in r.fills]
+        )
 
     async def fetch_balances(self) -> dict[str, Balance]:
-        reply = await self._call(self._stub.GetAccount, api.GetAccountRequest(), "GetAccount")
-        return {b.asset: convert.balance(b) for b in reply.balances}
+        return await self._call(
+            self._stub.GetAccount,
+            api.GetAccountRequest(),
+            "GetAccount",
+            lambda r: {b.asset: convert.balance(b) for b in r.balances},
+        )
 
     async def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
         if not symbols:
             return {}
         message = api.GetPositionsRequest(symbols=list(symbols))
-        reply = await self._call(self._stub.GetPositions, message, "GetPositions")
-        return {p.symbol: convert.position(p) for p in reply.positions}
+        return await self._call(
+            self._stub.GetPositions,
+            message,
+            "GetPositions",
+            lambda r: {p.symbol: convert.position(p) for p in r.positions},
+        )
 
     async def fetch_klines(
         self, symbol: str, interval: str, since_ms: int | None = None, limit: int = 500
@@ -266,8 +311,12 @@ class RemoteExchange:
         message = api.GetHistoricalKlinesRequest(
             symbol=symbol, interval=interval, since_ms=since_ms, limit=limit
         )
-        reply = await self._call(self._stub.GetHistoricalKlines, message, "GetHistoricalKlines")
-        return [convert.candle(c) for c in reply.candles]
+        return await self._call(
+            self._stub.GetHistoricalKlines,
+            message,
+            "GetHistoricalKlines",
+            lambda r: [convert.candle(c) for c in r.candles],
+        )
 
     async def check_health(self) -> HealthReport:
         """A fresh health check round trip (its latency feeds the latency guard)."""
@@ -288,10 +337,10 @@ class RemoteExchange:
         return HealthReport(ok, detail, (time.perf_counter() - start) * 1000)
 
     def _refuse_if_down(self, what: str) -> None:
+        if self._auth_refused:
+            raise AuthenticationError(f"{what}: the connector refused our token; nothing sent")
         if self.serving is False:
-            raise ExchangeUnavailable(
-                f"{what}: the connector reports NOT_SERVING; nothing was sent"
-            )
+            raise ExchangeUnavailable(f"{what}: the connector reports NOT_SERVING; nothing sent")
 
     # -- the port: streams -----------------------------------------------------------------------
     def stream_prices(self, symbols: Sequence[str]) -> AsyncIterator[PriceTick]:
@@ -343,10 +392,15 @@ class RemoteExchange:
         await self._channel.close(grace=None)
 
 
+@dataclass(frozen=True)
+class _End:
+    """The last item of a stream's queue: why it ended (None: closed by us)."""
+
+    error: Exception | None
+
+
 class _Stream(Generic[T]):
     """One subscription: a reader task pumps the RPC into a bounded queue from the start."""
-
-    _END = object()
 
     def __init__(
         self,
@@ -362,67 +416,66 @@ class _Stream(Generic[T]):
         loop = asyncio.get_running_loop()
         self.acked: asyncio.Future[None] = loop.create_future()
         self.queue: asyncio.Queue[Any] = asyncio.Queue(STREAM_QUEUE)
-        self.call = rpc(
-            request,
-            metadata=client._metadata,
-            wait_for_ready=True,
-            timeout=None,
-        )
+        self.call = rpc(request, metadata=client._metadata, wait_for_ready=True, timeout=None)
         self.task = loop.create_task(self._pump(), name=f"remote-{what}")
 
     async def _pump(self) -> None:
         try:
-            first = True
-            async with asyncio.timeout(self.client.config.reconnect_wait_s):
-                response = await self.call.read()  # the first message: subscribed
-            while response is not grpc.aio.EOF:
-                if first:
-                    first = False
-                    if not self.acked.done():
-                        self.acked.set_result(None)
-                for event in response.events:
-                    await self.queue.put(self.read(event))
-                response = await self.call.read()
-            error: Exception = StreamDisconnected(f"connector ended the {self.what} stream")
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError:
-            error = StreamDisconnected(f"{self.what}: connector not reachable in time")
-        except grpc.aio.AioRpcError as e:
-            mapped = _mapped(e, f"Subscribe {self.what}", False)
-            if (
-                isinstance(mapped, (InvalidArgument, ConfigError))
-                or e.code() is grpc.StatusCode.UNAUTHENTICATED
-            ):
-                error = mapped  # a wrong request or token: resubscribing would not help
-            else:
-                error = StreamDisconnected(f"{self.what} stream broke: {mapped}")
-        except MMError as e:
-            error = StreamDisconnected(f"{self.what}: unreadable event from the connector: {e}")
+            error = await self._read_all()
         finally:
             if not self.acked.done():
                 self.acked.set_result(None)  # callers waiting for it go ahead
-        await self.queue.put((self._END, error))
+        await self.queue.put(_End(error))
+
+    async def _read_all(self) -> Exception:
+        """Read until the stream ends; returns the error its consumer must see."""
+        try:
+            async with asyncio.timeout(self.client.config.reconnect_wait_s):
+                response = await self.call.read()  # the first message: subscribed
+            if not self.acked.done():
+                self.acked.set_result(None)
+            while response is not grpc.aio.EOF:
+                for event in response.events:
+                    await self.queue.put(self.read(event))
+                response = await self.call.read()
+            return StreamDisconnected(f"connector ended the {self.what} stream")
+        except TimeoutError:
+            return StreamDisconnected(f"{self.what}: connector not reachable in time")
+        except grpc.aio.AioRpcError as e:
+            mapped = _mapped(e, f"Subscribe {self.what}", False)
+            if isinstance(mapped, (InvalidArgument, ConfigError, AuthenticationError)):
+                return mapped  # a wrong request or token: resubscribing would not help
+            return StreamDisconnected(f"{self.what} stream broke: {mapped}")
+        except MMError as e:
+            return StreamDisconnected(f"{self.what}: unreadable event from the connector: {e}")
+        except Exception as e:  # never leave the consumer waiting on a dead reader
+            log.exception("%s stream reader failed", self.what)
+            return StreamDisconnected(f"{self.what}: stream reader failed: {e}")
 
     async def items(self) -> AsyncIterator[T]:
         try:
             while True:
                 item = await self.queue.get()
-                if isinstance(item, tuple) and len(item) == 2 and item[0] is self._END:
-                    error = item[1]
-                    if isinstance(error, StreamDisconnected):
+                if isinstance(item, _End):
+                    if item.error is None:
+                        return
+                    if isinstance(item.error, StreamDisconnected):
                         self.client.reconnects += 1
-                    raise error
+                    raise item.error
                 yield item
         finally:
             await self.stop()
 
     async def stop(self) -> None:
+        """End the subscription; a reader still iterating sees the stream end."""
         self.client._streams.discard(self)
         self.call.cancel()
         self.task.cancel()
         with contextlib.suppress(BaseException):
             await self.task
+        while not self.queue.empty():  # make room for the end, then wake a waiting reader
+            self.queue.get_nowait()
+        self.queue.put_nowait(_End(None))
 
 
 def _mapped(e: grpc.aio.AioRpcError, what: str, changes_state: bool) -> MMError:
@@ -434,6 +487,33 @@ def _mapped(e: grpc.aio.AioRpcError, what: str, changes_state: bool) -> MMError:
     )
 
 
+def _same(reply: Any) -> Any:
+    return reply
+
+
+def _order(reply: Any) -> OrderReport:
+    return convert.order(reply.order)
+
+
+def _orders(reply: Any) -> list[OrderReport]:
+    return [convert.order(o) for o in reply.orders]
+
+
+def _rules(reply: api.LoadMarketsResponse) -> dict[str, MarketRules]:
+    return {m.symbol: convert.rules(m) for m in reply.symbols}
+
+
+def _outcomes(reply: Any, what: str) -> list[OrderReport | Exception]:
+    """One result per item; an item that cannot be read may still exist: RequestTimeout."""
+    out: list[OrderReport | Exception] = []
+    for result in reply.results:
+        try:
+            out.append(_outcome(result, what))
+        except MMError as e:
+            out.append(RequestTimeout(f"{what}: an unreadable result ({e}); look it up"))
+    return out
+
+
 def _outcome(result: pb.OrderResult, what: str) -> OrderReport | Exception:
     if result.WhichOneof("outcome") == "order":
         return convert.order(result.order)
@@ -441,6 +521,11 @@ def _outcome(result: pb.OrderResult, what: str) -> OrderReport | Exception:
     trailers = {"mm-error-type": error.type}
     code = next((c for c in grpc.StatusCode if c.value[0] == error.code), grpc.StatusCode.UNKNOWN)
     return to_mm_error(code, error.message, trailers, call=what, changes_state=True)
+
+
+def _is_loopback_address(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return is_loopback(host)
 
 
 def _read(path: Path) -> bytes:

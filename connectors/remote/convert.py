@@ -7,6 +7,7 @@ validation of what arrives from the wire. Must not: do IO. A value that cannot b
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 from connectors.remote.generated import events_pb2 as ev
@@ -42,19 +43,24 @@ STATUS_FROM_PB = {v: k for k, v in STATUS_TO_PB.items()}
 MARKET_TO_PB = {MarketType.SPOT: pb.MARKET_TYPE_SPOT, MarketType.LINEAR: pb.MARKET_TYPE_LINEAR}
 MARKET_FROM_PB = {v: k for k, v in MARKET_TO_PB.items()}
 MAX_ID_LEN = 64
+MAX_DIGITS = 30
+DECIMAL = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}(\.[0-9]{{1,{MAX_DIGITS}}})?")
 
 
 # -- reading the wire ----------------------------------------------------------------------------
 def dec(text: str, field: str, *, positive: bool = False, optional: bool = False) -> Decimal:
-    """A decimal string from the wire; empty is zero only when `optional`."""
+    """A decimal string from the wire ("-12.5", "0.001"); empty is zero only when `optional`.
+
+    Stricter than `Decimal()`: no exponent, underscore, whitespace, NaN or infinity, and at most
+    `MAX_DIGITS` digits on either side of the point."""
     if text == "" and optional:
         return ZERO
+    if not DECIMAL.fullmatch(text):
+        raise InvalidArgument(f"{field}: {text[:40]!r} is not a plain decimal number like 12.5")
     try:
         value = Decimal(text)
-    except (InvalidOperation, ValueError):
-        raise InvalidArgument(f"{field}: {text!r} is not a decimal number") from None
-    if not value.is_finite():
-        raise InvalidArgument(f"{field}: {text!r} is not a finite number")
+    except InvalidOperation:  # pragma: no cover - the pattern admits only valid numbers
+        raise InvalidArgument(f"{field}: {text[:40]!r} is not a decimal number") from None
     if positive and value <= 0:
         raise InvalidArgument(f"{field}: must be positive, got {text}")
     return value
@@ -211,7 +217,7 @@ def order_pb(r: OrderReport) -> pb.Order:
         side=SIDE_TO_PB[r.side],
         price=s(r.price),
         quantity=s(r.qty),
-        status=STATUS_TO_PB.get(r.status, pb.ORDER_STATUS_UNSPECIFIED),
+        status=_status_pb(r),
         filled_quantity=s(r.filled_qty),
         average_price=s(r.avg_price),
         fee=s(r.fee),
@@ -220,6 +226,13 @@ def order_pb(r: OrderReport) -> pb.Order:
         post_only=r.post_only,
         reduce_only=r.reduce_only,
     )
+
+
+def _status_pb(r: OrderReport) -> int:
+    try:
+        return STATUS_TO_PB[r.status]
+    except KeyError:  # INTENT/UNKNOWN are ours, never the venue's: refuse to send a guess
+        raise ValueError(f"{r.client_id}: status {r.status.value} has no wire form") from None
 
 
 def rules_pb(r: MarketRules) -> pb.SymbolInfo:

@@ -7,8 +7,9 @@ client. Must not: know gRPC (the server turns a `Subscriber` into a response str
   symbol not yet covered makes the fan-out open a wider subscription *before* closing the old
   one (make before break). Existing clients stay on the old subscription for `handover_s`
   while the new one records what it delivers; then they move over and receive the recorded
-  items that follow the last one they got (all of them if it is not found: a repeat is
-  allowed by the port, a gap or an older item after a newer one is not).
+  items that follow the last one they got (all of them if it is not found: a repeat, even of
+  an older item, is allowed by the port; a gap is not). If the old subscription breaks before
+  that, its clients are cut off (it may have lost items the new one never saw).
 - Publishing never waits: a client whose buffer is full is cut off (`Subscriber.failure` says
   why) while everyone else carries on.
 - When the upstream stream breaks, every client is cut off with `StreamDisconnected`: they may
@@ -25,7 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from mm.errors import MMError, RateLimited, StreamDisconnected
+from mm.errors import ExchangeUnavailable, MMError, RateLimited, StreamDisconnected
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ class Fanout:
         self.published = 0
         self.cut_off = 0
         self.handovers = 0
+        self.closed = False  # shutting down: no new subscriptions
 
     @property
     def subscribers(self) -> int:
@@ -137,6 +139,8 @@ class Fanout:
 
     async def subscribe(self, symbols: frozenset[str]) -> Subscriber:
         """A new client; returns once an upstream subscription covering `symbols` is open."""
+        if self.closed:
+            raise ExchangeUnavailable(f"the connector is shutting down ({self.name})")
         sub = Subscriber(symbols, self.capacity)
         async with self._lock:
             current = self._current
@@ -202,8 +206,11 @@ class Fanout:
         except Exception as e:
             log.exception("upstream %s stream failed", self.name)
             error = StreamDisconnected(f"upstream {self.name} stream failed: {e}")
-        if self._current is not upstream:  # a retired upstream ended early: move its clients
-            self._hand_over(upstream)
+        if self._current is not upstream:  # a retired upstream broke before its handover:
+            for sub in [s for s in self._subs if s.upstream is upstream]:  # it may have lost
+                sub.fail(error)  # items the new one never saw, so its clients must resync
+                self.cut_off += 1
+                self._subs.remove(sub)
             return
         log.warning("upstream %s stream broke (%s): cutting off its clients", self.name, error)
         self._current = None
@@ -234,6 +241,7 @@ class Fanout:
 
     async def close(self) -> None:
         """End every client's stream normally (shutdown) and close the upstream."""
+        self.closed = True
         for sub in self._subs:
             sub.close()
         self._subs.clear()

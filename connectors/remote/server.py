@@ -28,7 +28,7 @@ import re
 import stat
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from mm.errors import (
     MMError,
     OrderNotFound,
 )
+from mm.netaddr import host_port, is_loopback
 from mm.observability.logs import register_secret
 from mm.ports import Exchange
 
@@ -72,7 +73,7 @@ SERVER_OPTIONS = (
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 50051  # 0 picks a free port
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     preload_symbols: tuple[str, ...] = ()
@@ -205,13 +206,13 @@ class ExchangeServicer(api_grpc.ExchangeServiceServicer):
         symbols = [convert.text(s, "symbols[]") for s in request.symbols]
         if not symbols:
             raise InvalidArgument("symbols: name at least one symbol")
-        rules = await self.server.markets(symbols)
+        rules = await self.server.markets(symbols, fresh=True)
         return api.LoadMarketsResponse(symbols=[convert.rules_pb(rules[s]) for s in symbols])
 
     @unary
     async def GetSymbolInfo(self, request: api.GetSymbolInfoRequest, context: Any):
         symbol = convert.text(request.symbol, "symbol")
-        rules = await self.server.markets([symbol])
+        rules = await self.server.markets([symbol], fresh=True)
         return api.GetSymbolInfoResponse(symbol_info=convert.rules_pb(rules[symbol]))
 
     @unary
@@ -401,6 +402,7 @@ class ExchangeConnector:
         self._health_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._described = False
         self._markets_loaded = not config.preload_symbols
         capacity = config.stream_buffer
         self.prices = Fanout(
@@ -432,11 +434,16 @@ class ExchangeConnector:
             ),
             server,
         )
-        address = f"{c.host}:{c.port}"
-        if c.tls_cert is not None and c.tls_key is not None:
-            self.port = server.add_secure_port(address, read_tls(c.tls_cert, c.tls_key))
-        else:
-            self.port = server.add_insecure_port(address)
+        if not is_loopback(c.host) and not c.token:
+            raise ConfigError(f"{c.host} is reachable from other machines: set a token")
+        address = host_port(c.host, c.port)
+        try:
+            if c.tls_cert is not None and c.tls_key is not None:
+                self.port = server.add_secure_port(address, read_tls(c.tls_cert, c.tls_key))
+            else:
+                self.port = server.add_insecure_port(address)
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
             raise ConfigError(f"cannot bind {address} (in use or not a local address)")
         await self._set_serving(False)
@@ -464,11 +471,18 @@ class ExchangeConnector:
         if self._health_task is not None:
             self._health_task.cancel()
             await asyncio.gather(self._health_task, return_exceptions=True)
-        for fanout in (self.prices, self.orders, self.account, *self._klines.values()):
-            await fanout.close()
-        if self._server is not None:
-            await self._server.stop(self.config.grace_s if grace_s is None else grace_s)
+        fanouts = (self.prices, self.orders, self.account, *self._klines.values())
+        for fanout in fanouts:
+            fanout.closed = True  # a subscription arriving from now on is refused
+        stopping = None
+        if self._server is not None:  # stop accepting; unary calls in flight get `grace`
+            grace = self.config.grace_s if grace_s is None else grace_s
+            stopping = asyncio.create_task(self._server.stop(grace))
             self._server = None
+        for fanout in fanouts:  # streams end normally, so they do not hold up the grace
+            await fanout.close()
+        if stopping is not None:
+            await stopping
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:
@@ -505,6 +519,9 @@ class ExchangeConnector:
                 report = await self.exchange.check_health()
             if not report.ok:
                 return False
+            if not self._described:  # name and consistency window, before anyone asks
+                await self.exchange.describe()
+                self._described = True
             if not self._markets_loaded:
                 await self.markets(list(self.config.preload_symbols))
                 self._markets_loaded = True
@@ -525,8 +542,11 @@ class ExchangeConnector:
             task.add_done_callback(self._background.discard)
 
     # -- markets and ids -------------------------------------------------------------------------
-    async def markets(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
-        missing = [s for s in dict.fromkeys(symbols) if s not in self._rules]
+    async def markets(
+        self, symbols: Sequence[str], *, fresh: bool = False
+    ) -> dict[str, MarketRules]:
+        """Rules of `symbols`: cached for validating requests, `fresh` asks the exchange."""
+        missing = [s for s in dict.fromkeys(symbols) if fresh or s not in self._rules]
         if missing:
             try:
                 self._rules.update(await self.exchange.load_markets(missing))

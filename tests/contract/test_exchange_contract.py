@@ -33,6 +33,7 @@ from mm.errors import (
     OrderNotFound,
     OrderRejected,
     PostOnlyRejected,
+    StreamDisconnected,
 )
 from mm.ports import Exchange
 from tests.helpers import POLL_S
@@ -379,6 +380,18 @@ def test_stream_orders_delivers_each_state_change_in_order(exchange_factory):
                 seen[update.client_id].append(update.status)
         assert collapse(seen[a]) == [OPEN, FILLED]
         assert collapse(seen[b]) == [OPEN, CANCELED]
+
+    run_with(exchange_factory, scenario)
+
+
+def test_close_ends_open_streams(exchange_factory):
+    async def scenario(venue: Venue) -> None:
+        stream = venue.exchange.stream_orders([venue.symbol])
+        reader = asyncio.create_task(anext(stream))
+        await asyncio.sleep(POLL_S)  # the reader is waiting for an update
+        await venue.exchange.close()
+        with pytest.raises((StopAsyncIteration, StreamDisconnected)):
+            await asyncio.wait_for(reader, TIMEOUT_S)  # it ends; it does not wait forever
 
     run_with(exchange_factory, scenario)
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from connectors.remote.fanout import Fanout, SlowConsumer, Subscriber
-from mm.errors import StreamDisconnected
+from mm.errors import ExchangeUnavailable, StreamDisconnected
 from tests.helpers import eventually, run
 
 
@@ -161,5 +161,31 @@ def test_close_ends_client_streams_normally():
         await settle()
         await fanout.close()
         assert await drain(sub, 5) == [("A", 1)]  # what was queued, then the end
+
+    run(scenario())
+
+
+def test_a_retired_upstream_that_breaks_before_the_handover_makes_its_clients_resync():
+    async def scenario() -> None:
+        ups = Upstreams()
+        fanout = Fanout("t", ups.open, symbol_of, handover_s=60)
+        early = await fanout.subscribe(frozenset({"A"}))
+        late = await fanout.subscribe(frozenset({"A", "B"}))
+        ups.feed(0, StreamDisconnected("old socket closed"))  # items may be lost with it
+        with pytest.raises(StreamDisconnected):
+            await drain(early, 1)
+        ups.feed(1, ("A", 1))
+        assert await drain(late, 1) == [("A", 1)]  # the new subscription is unaffected
+        await fanout.close()
+
+    run(scenario())
+
+
+def test_no_subscription_is_taken_once_closing():
+    async def scenario() -> None:
+        fanout = Fanout("t", Upstreams().open, symbol_of)
+        await fanout.close()
+        with pytest.raises(ExchangeUnavailable):
+            await fanout.subscribe(frozenset({"A"}))
 
     run(scenario())

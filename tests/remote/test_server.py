@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -27,12 +28,14 @@ from mm.core.model import OrderRequest, OrderStatus, Side
 from mm.engine.clock import VirtualClock
 from mm.errors import (
     AuthenticationError,
+    ConfigError,
     DuplicateOrder,
     ExchangeUnavailable,
     InsufficientFunds,
     InvalidArgument,
     PostOnlyRejected,
     RateLimited,
+    RequestTimeout,
 )
 from tests.helpers import eventually, run
 from tests.remote.rig import client_of, connector
@@ -111,6 +114,18 @@ BAD_REQUESTS = {
     "empty batch": (lambda s: s.BatchPlaceOrders(api.BatchPlaceOrdersRequest())),
     "load unknown market": (lambda s: s.LoadMarkets(api.LoadMarketsRequest(symbols=["NOPE"]))),
     "negative since": (lambda s: s.GetFills(api.GetFillsRequest(symbol=SYMBOL, since_ms=-1))),
+    # Decimal() would take these; the wire format does not
+    "underscore in qty": (lambda s: s.PlaceOrder(api.PlaceOrderRequest(order=order(qty="1_0")))),
+    "padded price": (lambda s: s.PlaceOrder(api.PlaceOrderRequest(order=order(price=" 9900")))),
+    "exponent": (lambda s: s.PlaceOrder(api.PlaceOrderRequest(order=order(price="9.9e3")))),
+    "huge exponent": (
+        lambda s: s.PlaceOrder(api.PlaceOrderRequest(order=order(price="1e999999999")))
+    ),
+    "80k digits": (lambda s: s.PlaceOrder(api.PlaceOrderRequest(order=order(price="9" * 80_000)))),
+    "stream of no symbols": (lambda s: s.SubscribeOrders(api.SubscribeOrdersRequest()).read()),
+    "stream of an unknown symbol": (
+        lambda s: s.SubscribePrice(api.SubscribePriceRequest(symbols=["NOPE"])).read()
+    ),
 }
 
 
@@ -451,5 +466,77 @@ def test_shutdown_ends_streams_and_reports_not_serving():
                 await asyncio.wait_for(anext(stream), 5)
             assert type(ended.value).__name__ == "StreamDisconnected"
             assert not (await client.check_health()).ok
+
+    run(scenario())
+
+
+# -- a reply that cannot be trusted ---------------------------------------------------------------
+class StatusOutOfBand:
+    """A venue answering a placement with a status that has no wire form (after placing it)."""
+
+    def __init__(self, inner: SimulatedExchange) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def place_order(self, request: OrderRequest) -> Any:
+        report = await self.inner.place_order(request)
+        return dataclasses.replace(report, status=OrderStatus.UNKNOWN)
+
+
+def test_a_placement_whose_reply_cannot_be_sent_is_a_maybe_placed_timeout():
+    async def scenario() -> None:
+        sim = venue()
+        async with connector(StatusOutOfBand(sim)) as server, client_of(server) as client:  # type: ignore[arg-type]
+            request = OrderRequest(SYMBOL, cid(), Side.BUY, D("9900"), D("0.01"))
+            with pytest.raises(RequestTimeout, match="may have been processed"):
+                await client.place_order(request)
+            # it was placed: the engine finds it by client id
+            found = await client.fetch_order(SYMBOL, request.client_id)
+            assert found.status is OrderStatus.OPEN
+
+    run(scenario())
+
+
+class Described:
+    """A venue whose facts are only known after `describe()` (like one behind another hop)."""
+
+    def __init__(self, inner: SimulatedExchange) -> None:
+        self.inner = inner
+        self.name = "unknown"
+        self.consistency_window_ms = 0
+        self.loads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def describe(self) -> None:
+        self.name, self.consistency_window_ms = "lagging-venue", 750
+
+    async def load_markets(self, symbols: Any) -> Any:
+        self.loads += 1
+        return await self.inner.load_markets(symbols)
+
+
+def test_the_connector_describes_its_exchange_and_reloads_rules_on_request():
+    async def scenario() -> None:
+        wrapped = Described(venue())
+        async with connector(wrapped) as server, client_of(server) as client:  # type: ignore[arg-type]
+            assert (client.name, client.consistency_window_ms) == ("lagging-venue", 750)
+            await client.load_markets([SYMBOL])
+            await client.load_markets([SYMBOL])
+            assert wrapped.loads == 2  # LoadMarkets asks the exchange (rules can change)
+            await client.fetch_open_orders(SYMBOL)
+            assert wrapped.loads == 2  # validating a request uses the cache
+
+    run(scenario())
+
+
+def test_a_public_bind_without_a_token_is_refused_by_the_server_itself():
+    async def scenario() -> None:
+        server = ExchangeConnector(venue(), _config(host="0.0.0.0"))
+        with pytest.raises(ConfigError, match="set a token"):
+            await server.start()
 
     run(scenario())
