@@ -36,6 +36,7 @@ from mm.errors import (
     StreamDisconnected,
 )
 from mm.ports import Exchange
+from tests.ccxt.rig import ccxt_binance
 from tests.helpers import POLL_S
 from tests.remote.rig import serve
 
@@ -73,7 +74,7 @@ async def open_simulated(consistency_window_ms: int = 0) -> AsyncIterator[Venue]
     clock = VirtualClock(1_700_000_000_000)
     config = SimConfig(
         balances={"USDT": D(1_000_000), "BTC": D(10)},
-        start_prices={"BTCUSDT": D("10000")},
+        start_prices={"BTCUSDT": D("10000"), "ETHUSDT": D("10000")},
         consistency_window_ms=consistency_window_ms,
     )
     exchange = SimulatedExchange(config, clock)
@@ -100,7 +101,16 @@ async def open_remote() -> AsyncIterator[Venue]:
         yield dataclasses.replace(inner, exchange=client)
 
 
+@contextlib.asynccontextmanager
+async def open_ccxt_binance() -> AsyncIterator[Venue]:
+    """CcxtExchange(binance spot) -> the real ccxt client -> HTTP/WebSocket on loopback ->
+    the Binance-dialect emulator -> SimulatedExchange."""
+    async with open_simulated() as inner, ccxt_binance(inner.exchange) as client:
+        yield dataclasses.replace(inner, exchange=client, other_symbol="ETHUSDT")
+
+
 VENUES = {
+    "ccxt-binance-spot": open_ccxt_binance,
     "remote": open_remote,
     "simulated": open_simulated,
     # The same venue with eventually consistent lookups: keeps the suite honest about polling.

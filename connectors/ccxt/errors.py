@@ -1,0 +1,78 @@
+"""The one table from ccxt's exceptions to `mm.errors` (plus the venue's own message overrides).
+
+Owns: deciding what a ccxt failure means for the caller — retry with backoff, rate limited,
+maybe-processed, rejected, not found, halt. Must not: retry anything itself.
+
+Rules that matter with money: a timeout or a broken connection during a state-changing call is
+`RequestTimeout` (the order may exist: look it up by client id), never "not placed"; a venue
+answer that says "not processed" (503, maintenance, 429) is `ExchangeUnavailable`/`RateLimited`.
+"""
+
+from __future__ import annotations
+
+import ccxt
+
+from connectors.ccxt.venues import Venue
+from mm import errors
+from mm.errors import MMError
+
+# Most specific first: the first class the exception is an instance of wins.
+TABLE: tuple[tuple[type[Exception], type[MMError]], ...] = (
+    (ccxt.DuplicateOrderId, errors.DuplicateOrder),
+    (ccxt.OrderImmediatelyFillable, errors.PostOnlyRejected),
+    (ccxt.OrderNotFound, errors.OrderNotFound),
+    (ccxt.OrderNotCached, errors.OrderNotFound),
+    (ccxt.OrderNotFillable, errors.InvalidOrder),
+    (ccxt.InsufficientFunds, errors.InsufficientFunds),
+    (ccxt.BadSymbol, errors.InvalidArgument),
+    (ccxt.InvalidOrder, errors.InvalidOrder),
+    (ccxt.RateLimitExceeded, errors.RateLimited),
+    (ccxt.DDoSProtection, errors.RateLimited),
+    (ccxt.OnMaintenance, errors.ExchangeUnavailable),
+    (ccxt.ExchangeNotAvailable, errors.ExchangeUnavailable),
+    (ccxt.RequestTimeout, errors.RequestTimeout),
+    (ccxt.InvalidNonce, errors.ExchangeUnavailable),  # clock skew: resync and retry
+    (ccxt.AuthenticationError, errors.AuthenticationError),  # incl. PermissionDenied
+    (ccxt.BadResponse, errors.ExchangeUnavailable),
+    (ccxt.NetworkError, errors.ExchangeUnavailable),
+    (ccxt.BadRequest, errors.InvalidOrder),
+    (ccxt.NotSupported, errors.ConfigError),
+    (ccxt.OperationRejected, errors.OrderRejected),
+    (ccxt.ExchangeError, errors.OrderRejected),
+)
+# After these, a state-changing call may have been processed.
+UNCERTAIN = (errors.RequestTimeout, errors.ExchangeUnavailable)
+
+
+def to_mm(error: Exception, venue: Venue, *, call: str, changes_state: bool = False) -> MMError:
+    """The `mm.errors` error `error` (raised by ccxt during `call`) stands for."""
+    text = str(error)
+    cls: type[MMError] | None = None
+    for marker, override in venue.message_errors:
+        if marker in text:
+            cls = override
+            break
+    if cls is None:
+        cls = next((mm for c, mm in TABLE if isinstance(error, c)), errors.ExchangeUnavailable)
+    message = f"{call}: {type(error).__name__}: {text[:300]}"
+    if changes_state and cls is errors.ExchangeUnavailable and _not_answered(error):
+        cls = errors.RequestTimeout  # the connection broke: it may have gone through
+    if cls is errors.RateLimited:
+        return errors.RateLimited(message, retry_after_s=_retry_after(error))
+    return cls(message)
+
+
+def _not_answered(error: Exception) -> bool:
+    """A network failure without an answer from the venue (as opposed to a 5xx it sent)."""
+    return isinstance(error, ccxt.NetworkError) and not isinstance(
+        error, ccxt.ExchangeNotAvailable | ccxt.DDoSProtection | ccxt.InvalidNonce
+    )
+
+
+def _retry_after(error: Exception) -> float | None:
+    headers = getattr(error, "headers", None) or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,614 @@
+"""CcxtExchange: the `Exchange` port over ccxt (REST via `ccxt.async_support`, streams via
+`ccxt.pro`, which extends it: one client object does both).
+
+Owns: symbol mapping (our `BTCUSDT` / `BTCUSDT-PERP` <-> ccxt's `BTC/USDT` / `BTC/USDT:USDT`),
+market rules from the loaded markets, conversion of ccxt's unified structures to our model,
+error mapping (`errors.py`), stream liveness, and one account-wide pause after a rate limit.
+Must not: retry a state-changing call (the engine resolves `RequestTimeout` by client id) or
+hard-code any precision, asset or symbol.
+
+- Numbers: ccxt's unified structures carry floats; each is read back through `repr` (the
+  shortest string that round-trips), which recovers the venue's decimal string exactly for the
+  up-to-15-significant-digit values venues send, then checked against the market's tick/lot.
+- Streams: each `watch_*` call is bounded by `stale_after_s`; no message in that time means the
+  stream is dead even if the socket looks open (`StreamDisconnected`). The caller resubscribes
+  (ccxt reconnects on the next watch) and gap-fills over REST, as for every venue.
+- Fees: the cumulative fee of an order is the sum of its trades' fees, learned from the order
+  stream and from `fetch_my_trades` (a venue's order query does not carry it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import ccxt.pro as ccxtpro
+from ccxt.base.decimal_to_precision import TICK_SIZE
+
+from connectors.ccxt.errors import to_mm
+from connectors.ccxt.venues import VENUES, Venue
+from mm.core.model import (
+    ZERO,
+    AccountUpdate,
+    Balance,
+    Candle,
+    Fill,
+    MarketRules,
+    MarketType,
+    OrderReport,
+    OrderRequest,
+    OrderStatus,
+    Position,
+    PriceTick,
+    Side,
+)
+from mm.core.rounding import is_multiple, size_problem
+from mm.errors import (
+    ConfigError,
+    InvalidArgument,
+    InvalidOrder,
+    MMError,
+    OrderNotFound,
+    RateLimited,
+    StreamDisconnected,
+)
+from mm.netaddr import is_loopback
+from mm.observability.logs import register_secret
+from mm.ports import HealthReport
+
+log = logging.getLogger(__name__)
+PERP = "-PERP"
+STATUS = {
+    "open": OrderStatus.OPEN,
+    "closed": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "cancelled": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+}
+DEFAULT_PAUSE_S = 1.0  # after a rate limit without Retry-After
+STREAM_QUEUE = 10_000  # order updates buffered per subscription
+_CLOSED: Any = object()  # the end of an order stream closed by us
+
+
+@dataclass(frozen=True)
+class CcxtConfig:
+    venue: str  # a key of VENUES
+    market: str = "spot"  # "spot" or "linear" (USDT perpetuals)
+    api_key: str = field(default="", repr=False)
+    api_secret: str = field(default="", repr=False)
+    passphrase: str = field(default="", repr=False)  # OKX, Bitget
+    # Send every request here instead of the venue (the emulator, a testnet): every REST URL
+    # keeps its path on `http_base`, every WebSocket URL on `ws_base`.
+    http_base: str | None = None
+    ws_base: str | None = None
+    loopback_only: bool = False  # refuse to start if any URL would leave this machine
+    stale_after_s: float = 30.0
+    timeout_ms: int = 10_000
+
+
+def _num(value: Any) -> Decimal:
+    """A ccxt number (float, int, str or None) as a Decimal without binary noise."""
+    if value is None or value == "":
+        return ZERO
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return Decimal(str(value))
+
+
+def override_urls(urls: Any, http_base: str | None, ws_base: str | None) -> Any:
+    """`urls` with every http(s) URL moved to `http_base` and every ws(s) URL to `ws_base`."""
+    if isinstance(urls, dict):
+        return {k: override_urls(v, http_base, ws_base) for k, v in urls.items()}
+    if isinstance(urls, str) and "://" in urls:
+        parts = urlsplit(urls)
+        base = ws_base if parts.scheme.startswith("ws") else http_base
+        if base is not None:
+            return base.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+    return urls
+
+
+def urls_in(urls: Any) -> list[str]:
+    if isinstance(urls, dict):
+        return [u for v in urls.values() for u in urls_in(v)]
+    return [urls] if isinstance(urls, str) and "://" in urls else []
+
+
+class CcxtExchange:
+    def __init__(self, config: CcxtConfig) -> None:
+        if config.venue not in VENUES:
+            raise ConfigError(f"venue {config.venue!r}: one of {sorted(VENUES)}")
+        if config.market not in ("spot", "linear"):
+            raise ConfigError(f"market {config.market!r}: spot or linear")
+        self.config = config
+        self.venue: Venue = VENUES[config.venue]
+        self.name = f"{config.venue}-{config.market}"
+        self.consistency_window_ms = 0
+        for secret in (config.api_key, config.api_secret, config.passphrase):
+            if secret:
+                register_secret(secret)
+        options = dict(
+            self.venue.spot_options if config.market == "spot" else self.venue.linear_options
+        )
+        cls = getattr(ccxtpro, self.venue.ccxt_id)
+        self.client = cls(
+            {
+                "apiKey": config.api_key,
+                "secret": config.api_secret,
+                "password": config.passphrase or None,
+                "enableRateLimit": True,
+                "timeout": config.timeout_ms,
+                "options": options,
+            }
+        )
+        if config.http_base or config.ws_base:
+            self.client.urls["api"] = override_urls(
+                self.client.urls["api"], config.http_base, config.ws_base
+            )
+        if config.loopback_only:
+            leaving = [u for u in urls_in(self.client.urls["api"]) if not _loopback_url(u)]
+            if leaving:
+                raise ConfigError(f"URLs would leave this machine: {leaving[:3]}")
+        self._markets: dict[str, dict[str, Any]] = {}  # our symbol -> ccxt market
+        self._rules_of: dict[str, MarketRules] = {}
+        self._queues: set[asyncio.Queue[Any]] = set()  # open order streams (ended on close)
+        self._ours: dict[str, str] = {}  # ccxt symbol -> our symbol
+        self._cids: dict[str, str] = {}  # exchange order id -> client id
+        self._fees: dict[str, dict[str, Decimal]] = {}  # client id -> trade id -> fee
+        self._pause_until = 0.0
+        self._pending: set[asyncio.Future[None]] = set()  # subscriptions not yet confirmed
+        self._pumps: set[asyncio.Task[None]] = set()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    async def _call(self, what: str, method: str, *args: Any, changes_state: bool = False) -> Any:
+        """One ccxt call under the account-wide pause; failures become `mm.errors`."""
+        if self._pending:  # a subscription started before this call is confirmed first
+            await asyncio.wait(list(self._pending), timeout=self.config.stale_after_s)
+        delay = self._pause_until - time.monotonic()
+        if delay > 0:  # the venue said "too many requests": everyone waits, not one symbol
+            await asyncio.sleep(delay)
+        try:
+            return await getattr(self.client, method)(*args)
+        except MMError:
+            raise
+        except Exception as e:
+            error = to_mm(e, self.venue, call=what, changes_state=changes_state)
+            if isinstance(error, RateLimited):
+                pause = error.retry_after_s or DEFAULT_PAUSE_S
+                self._pause_until = max(self._pause_until, time.monotonic() + pause)
+            raise error from e
+
+    def _market(self, symbol: str) -> dict[str, Any]:
+        market = self._markets.get(symbol)
+        if market is None:
+            raise InvalidArgument(f"{symbol}: not loaded (call load_markets with it first)")
+        return market
+
+    async def describe(self) -> None:
+        """Nothing to learn remotely: lookups by client id are consistent on these venues."""
+
+    # -- markets ----------------------------------------------------------------------------------
+    async def load_markets(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
+        markets = await self._call("load_markets", "load_markets")
+        out: dict[str, MarketRules] = {}
+        unknown = []
+        for symbol in symbols:
+            market = self._find(markets, symbol)
+            if market is None:
+                unknown.append(symbol)
+                continue
+            self._markets[symbol] = market
+            self._ours[market["symbol"]] = symbol
+            out[symbol] = self._rules_of[symbol] = self._rules(symbol, market)
+        if unknown:
+            raise ConfigError(f"{self.name} does not list {unknown}")
+        return out
+
+    def _find(self, markets: dict[str, Any], symbol: str) -> dict[str, Any] | None:
+        """Our `BTCUSDT` is the spot market whose base+quote spell it; `BTCUSDT-PERP` the
+        linear perpetual settled in its quote."""
+        perp = symbol.endswith(PERP)
+        name = symbol.removesuffix(PERP)
+        for market in markets.values():
+            if f"{market['base']}{market['quote']}" != name or not market.get("active", True):
+                continue
+            if perp and market.get("swap") and market.get("linear"):
+                return market
+            if not perp and market.get("spot"):
+                return market
+        return None
+
+    def _rules(self, symbol: str, market: dict[str, Any]) -> MarketRules:
+        precision = market["precision"]
+        tick, lot = self._step(precision.get("price")), self._step(precision.get("amount"))
+        if tick <= 0 or lot <= 0:
+            raise ConfigError(f"{symbol}: the venue gives no tick or lot size")
+        limits = market.get("limits") or {}
+        return MarketRules(
+            symbol=symbol,
+            base=market["base"],
+            quote=market["quote"],
+            market_type=MarketType.LINEAR if symbol.endswith(PERP) else MarketType.SPOT,
+            tick_size=tick,
+            lot_size=lot,
+            min_qty=_num((limits.get("amount") or {}).get("min")),
+            min_notional=_num((limits.get("cost") or {}).get("min")),
+        )
+
+    def _step(self, value: Any) -> Decimal:
+        if value is None:
+            return ZERO
+        if self.client.precisionMode == TICK_SIZE:
+            return _num(value)  # the step itself
+        return Decimal(1).scaleb(-int(_num(value)))  # DECIMAL_PLACES: a number of digits
+
+    # -- orders -----------------------------------------------------------------------------------
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        market = self._market(request.symbol)
+        rules = self._rules_of[request.symbol]
+        # ccxt would round an off-grid price or size to the market's precision and send *that*:
+        # an order we did not decide. Refuse it instead, as the venue's own filters would.
+        if not (is_multiple(request.price, rules.tick_size) and request.price > 0):
+            raise InvalidOrder(f"price {request.price} is not a multiple of {rules.tick_size}")
+        if not is_multiple(request.qty, rules.lot_size):
+            raise InvalidOrder(f"qty {request.qty} is not a multiple of {rules.lot_size}")
+        problem = size_problem(request.price, request.qty, rules)
+        if problem is not None:
+            raise InvalidOrder(f"{request.client_id}: {problem}")
+        if not self.venue.valid_client_id(request.client_id):
+            raise InvalidArgument(
+                f"client id {request.client_id!r} does not fit {self.venue.ccxt_id}'s format"
+            )
+        params: dict[str, Any] = {self.venue.client_id_param: request.client_id}
+        if request.post_only:
+            params.update(self.venue.post_only_param)
+        if request.reduce_only:
+            params.update(self.venue.reduce_only_param)
+        order = await self._call(
+            f"place_order {request.client_id}",
+            "create_order",
+            market["symbol"],
+            "limit",
+            request.side.value.lower(),
+            format(request.qty, "f"),
+            format(request.price, "f"),
+            params,
+            changes_state=True,
+        )
+        return self._report(order, request.symbol, request)
+
+    async def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderReport | Exception]:
+        out: list[OrderReport | Exception] = []
+        for request in requests:  # one by one: each keeps its own outcome and client id
+            try:
+                out.append(await self.place_order(request))
+            except MMError as e:
+                out.append(e)
+        return out
+
+    async def cancel_order(self, symbol: str, client_id: str) -> OrderReport:
+        market = self._market(symbol)
+        params = {self.venue.client_id_param: client_id}
+        try:
+            order = await self._call(
+                f"cancel_order {client_id}",
+                "cancel_order",
+                None,
+                market["symbol"],
+                params,
+                changes_state=True,
+            )
+        except OrderNotFound:
+            # gone from the book: its final state (FILLED or CANCELED) answers the cancel
+            return await self.fetch_order(symbol, client_id)
+        report = self._report(order, symbol)
+        if report.status.is_terminal:
+            return report
+        return await self.fetch_order(symbol, client_id)  # some venues answer before it is final
+
+    async def cancel_all(self, symbol: str) -> list[OrderReport]:
+        reports = []
+        for report in await self.fetch_open_orders(symbol):
+            try:
+                reports.append(await self.cancel_order(symbol, report.client_id))
+            except OrderNotFound:
+                continue
+        return reports
+
+    async def fetch_order(self, symbol: str, client_id: str) -> OrderReport:
+        market = self._market(symbol)
+        order = await self._call(
+            f"fetch_order {client_id}",
+            "fetch_order",
+            None,
+            market["symbol"],
+            {self.venue.client_id_param: client_id},
+        )
+        report = self._report(order, symbol)
+        if report.filled_qty > 0 and report.fee == 0:
+            await self._learn_fees(symbol, market, report.exchange_id)
+            report = self._report(order, symbol)
+        return report
+
+    async def _learn_fees(self, symbol: str, market: dict[str, Any], exchange_id: str) -> None:
+        trades = await self._call(
+            f"fetch_my_trades {symbol}",
+            "fetch_my_trades",
+            market["symbol"],
+            None,
+            None,
+            {"orderId": exchange_id},
+        )
+        for trade in trades:
+            self._note_fee(trade)
+
+    async def fetch_open_orders(self, symbol: str) -> list[OrderReport]:
+        market = self._market(symbol)
+        orders = await self._call(
+            f"fetch_open_orders {symbol}", "fetch_open_orders", market["symbol"]
+        )
+        return [self._report(o, symbol) for o in orders]
+
+    async def fetch_fills(self, symbol: str, since_ms: int) -> list[Fill]:
+        market = self._market(symbol)
+        trades = await self._call(
+            f"fetch_my_trades {symbol}", "fetch_my_trades", market["symbol"], since_ms
+        )
+        fills = []
+        for trade in sorted(trades, key=lambda t: (t["timestamp"] or 0, str(t["id"]))):
+            if (trade["timestamp"] or 0) < since_ms:
+                continue
+            self._note_fee(trade)
+            exchange_id = str(trade["order"])
+            client_id = self._cids.get(exchange_id) or await self._client_id_of(symbol, exchange_id)
+            fills.append(
+                Fill(
+                    symbol=symbol,
+                    trade_id=str(trade["id"]),
+                    client_id=client_id,
+                    exchange_id=exchange_id,
+                    side=Side.BUY if trade["side"] == "buy" else Side.SELL,
+                    price=_num(trade["price"]),
+                    qty=_num(trade["amount"]),
+                    fee=_num((trade.get("fee") or {}).get("cost")),
+                    ts_ms=int(trade["timestamp"] or 0),
+                    is_maker=trade.get("takerOrMaker") == "maker",
+                )
+            )
+        return fills
+
+    async def _client_id_of(self, symbol: str, exchange_id: str) -> str:
+        """A trade names its order by the venue's id; ask the venue for the client id once."""
+        market = self._market(symbol)
+        order = await self._call(
+            f"fetch_order #{exchange_id}", "fetch_order", exchange_id, market["symbol"]
+        )
+        client_id = str(order.get("clientOrderId") or "")
+        if client_id:
+            self._cids[exchange_id] = client_id
+        return client_id
+
+    async def fetch_balances(self) -> dict[str, Balance]:
+        balance = await self._call("fetch_balances", "fetch_balance")
+        out = {}
+        for asset, free in (balance.get("free") or {}).items():
+            used = (balance.get("used") or {}).get(asset)
+            out[asset] = Balance(asset, _num(free), _num(used))
+        return out
+
+    async def fetch_positions(self, symbols: Sequence[str]) -> dict[str, Position]:
+        perps = [s for s in symbols if s.endswith(PERP)]
+        out = {s: Position(s, ZERO) for s in symbols}
+        if not perps:
+            return out
+        unified = [self._market(s)["symbol"] for s in perps]
+        for p in await self._call("fetch_positions", "fetch_positions", unified):
+            ours = self._ours.get(p["symbol"])
+            if ours is None:
+                continue
+            qty = _num(p.get("contracts")) * _num(self._markets[ours].get("contractSize") or 1)
+            sign = -1 if p.get("side") == "short" else 1
+            out[ours] = Position(ours, sign * qty, _num(p.get("entryPrice")))
+        return out
+
+    async def fetch_klines(
+        self, symbol: str, interval: str, since_ms: int | None = None, limit: int = 500
+    ) -> list[Candle]:
+        market = self._market(symbol)
+        rows = await self._call(
+            f"fetch_klines {symbol}", "fetch_ohlcv", market["symbol"], interval, since_ms, limit
+        )
+        return [
+            Candle(int(r[0]), _num(r[1]), _num(r[2]), _num(r[3]), _num(r[4]), _num(r[5]))
+            for r in rows
+        ]
+
+    async def check_health(self) -> HealthReport:
+        start = time.perf_counter()
+        try:
+            await self._call("check_health", "fetch_time")
+        except MMError as e:
+            return HealthReport(False, str(e), (time.perf_counter() - start) * 1000)
+        return HealthReport(True, "", (time.perf_counter() - start) * 1000)
+
+    # -- conversion -------------------------------------------------------------------------------
+    def _note_fee(self, trade: dict[str, Any]) -> None:
+        exchange_id = str(trade.get("order") or "")
+        client_id = self._cids.get(exchange_id)
+        if client_id is None or trade.get("id") is None:
+            return
+        fee = (trade.get("fee") or {}).get("cost")
+        self._fees.setdefault(client_id, {})[str(trade["id"])] = _num(fee)
+
+    def _report(
+        self, order: dict[str, Any], symbol: str, request: OrderRequest | None = None
+    ) -> OrderReport:
+        client_id = str(order.get("clientOrderId") or (request.client_id if request else ""))
+        exchange_id = str(order.get("id") or "")
+        if exchange_id and client_id:
+            self._cids[exchange_id] = client_id
+        for trade in order.get("trades") or ():
+            trade.setdefault("order", exchange_id)
+            self._note_fee(trade)
+        filled = _num(order.get("filled"))
+        amount = _num(order.get("amount")) or (request.qty if request else ZERO)
+        status = STATUS.get(str(order.get("status")), OrderStatus.OPEN)
+        if status is OrderStatus.OPEN and filled > 0:
+            status = OrderStatus.PARTIALLY_FILLED
+        if status is OrderStatus.FILLED and filled < amount:  # "closed" also means cancelled
+            status = OrderStatus.CANCELED
+        fee = sum(self._fees.get(client_id, {}).values(), ZERO)
+        side = order.get("side") or (request.side.value.lower() if request else "buy")
+        return OrderReport(
+            symbol=symbol,
+            client_id=client_id,
+            side=Side.BUY if side == "buy" else Side.SELL,
+            price=_num(order.get("price")) or (request.price if request else ZERO),
+            qty=amount,
+            status=status,
+            filled_qty=filled,
+            avg_price=_num(order.get("average")) if filled else ZERO,
+            fee=fee,
+            exchange_id=exchange_id,
+            ts_ms=int(order.get("lastUpdateTimestamp") or order.get("timestamp") or 0),
+            post_only=bool(order.get("postOnly")),
+            reduce_only=bool(order.get("reduceOnly")),
+        )
+
+    # -- streams ----------------------------------------------------------------------------------
+    async def _watch(self, what: str, method: str, *args: Any) -> Any:
+        try:
+            async with asyncio.timeout(self.config.stale_after_s):
+                return await getattr(self.client, method)(*args)
+        except TimeoutError:
+            raise StreamDisconnected(
+                f"{what}: no message for {self.config.stale_after_s}s (dead even if open)"
+            ) from None
+        except MMError:
+            raise
+        except Exception as e:
+            error = to_mm(e, self.venue, call=what)
+            if isinstance(error, ConfigError | InvalidArgument):
+                raise error from e
+            raise StreamDisconnected(f"{what}: {error}") from e
+
+    def stream_prices(self, symbols: Sequence[str]) -> AsyncIterator[PriceTick]:
+        async def ticks() -> AsyncIterator[PriceTick]:
+            unified = [self._market(s)["symbol"] for s in symbols]
+            while True:
+                tickers = await self._watch("prices", "watch_tickers", unified, {"name": "ticker"})
+                for ticker in tickers.values():
+                    ours = self._ours.get(ticker["symbol"])
+                    if ours is None or ticker.get("last") is None:
+                        continue
+                    bid, ask = ticker.get("bid"), ticker.get("ask")
+                    yield PriceTick(
+                        ours,
+                        _num(ticker["last"]),
+                        int(ticker.get("timestamp") or time.time() * 1000),
+                        _num(bid) if bid is not None else None,
+                        _num(ask) if ask is not None else None,
+                    )
+
+        return ticks()
+
+    def stream_orders(self, symbols: Sequence[str]) -> AsyncIterator[OrderReport]:
+        """Subscribes now (the user stream is authenticated in the background and every later
+        call of this client waits for it), so an order placed after this call is seen."""
+        wanted = set(symbols)
+        for symbol in wanted:
+            self._market(symbol)
+        queue: asyncio.Queue[OrderReport | Exception] = asyncio.Queue(STREAM_QUEUE)
+        subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.add(subscribed)
+        subscribed.add_done_callback(self._pending.discard)
+        task = asyncio.get_running_loop().create_task(
+            self._pump_orders(wanted, queue, subscribed), name="ccxt-orders"
+        )
+        self._pumps.add(task)
+        task.add_done_callback(self._pumps.discard)
+
+        self._queues.add(queue)
+
+        async def updates() -> AsyncIterator[OrderReport]:
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is _CLOSED:
+                        return
+                    if isinstance(item, Exception):
+                        raise item
+                    yield item
+            finally:
+                task.cancel()
+                self._queues.discard(queue)
+
+        return updates()
+
+    async def _pump_orders(
+        self,
+        wanted: set[str],
+        queue: asyncio.Queue[OrderReport | Exception],
+        subscribed: asyncio.Future[None],
+    ) -> None:
+        try:
+            if hasattr(self.client, "authenticate"):
+                await self._watch("orders", "authenticate")
+            if not subscribed.done():
+                subscribed.set_result(None)
+            while True:
+                for order in await self._watch("orders", "watch_orders"):
+                    ours = self._ours.get(order["symbol"])
+                    if ours in wanted:
+                        await queue.put(self._report(order, ours))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            await queue.put(e)
+        finally:
+            if not subscribed.done():
+                subscribed.set_result(None)
+
+    def stream_klines(self, symbol: str, interval: str) -> AsyncIterator[Candle]:
+        async def candles() -> AsyncIterator[Candle]:
+            unified = self._market(symbol)["symbol"]
+            while True:
+                rows = await self._watch("klines", "watch_ohlcv", unified, interval)
+                for r in rows[-1:]:
+                    yield Candle(
+                        int(r[0]), _num(r[1]), _num(r[2]), _num(r[3]), _num(r[4]), _num(r[5])
+                    )
+
+        return candles()
+
+    def stream_account(self) -> AsyncIterator[AccountUpdate]:
+        async def updates() -> AsyncIterator[AccountUpdate]:
+            while True:
+                balance = await self._watch("account", "watch_balance")
+                balances = tuple(
+                    Balance(a, _num(f), _num((balance.get("used") or {}).get(a)))
+                    for a, f in (balance.get("free") or {}).items()
+                )
+                yield AccountUpdate(balances, (), int(balance.get("timestamp") or 0))
+
+        return updates()
+
+    async def close(self) -> None:
+        for task in list(self._pumps):
+            task.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        for queue in list(self._queues):  # readers see their stream end
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(_CLOSED)
+        await self.client.close()
+
+
+def _loopback_url(url: str) -> bool:
+    return is_loopback(urlsplit(url).hostname or "")

@@ -1,0 +1,115 @@
+"""Per-venue differences as data: one row per venue, read by `CcxtExchange`.
+
+Owns: what differs between binance, bitget, gate, okx and bybit for a grid market maker — the
+ccxt class, market-type options, the client-order-id parameter and its format limits, how
+post-only and reduce-only are asked for, which streams exist, batch limits, and the venue's
+error messages that ccxt maps too coarsely for money decisions. Must not: hold behaviour; a
+venue quirk that needs code is a bug to fix here as data first.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from mm import errors
+
+
+@dataclass(frozen=True)
+class Venue:
+    ccxt_id: str
+    # ccxt `options` for spot and for linear perpetuals (market loading, default type)
+    spot_options: dict[str, object]
+    linear_options: dict[str, object]
+    client_id_param: str  # the create_order param carrying our client order id
+    client_id_pattern: str  # what the venue accepts (checked before sending)
+    client_id_prefix: str = ""  # the venue adds (or requires) it: "t-" on gate
+    post_only_param: dict[str, object] = field(default_factory=lambda: {"postOnly": True})
+    reduce_only_param: dict[str, object] = field(default_factory=lambda: {"reduceOnly": True})
+    position_mode: str = "one-way"  # the grid assumes one-way (net) positions
+    streams: frozenset[str] = frozenset({"prices", "orders", "klines", "account"})
+    batch_limit: int = 1  # orders per batch call (1: place one by one)
+    # (substring of the venue's message or code, error) checked before ccxt's class: ccxt maps
+    # these to a broad class (e.g. binance's duplicate id is just InvalidOrder)
+    message_errors: tuple[tuple[str, type[errors.MMError]], ...] = ()
+
+    def valid_client_id(self, client_id: str) -> bool:
+        return re.fullmatch(self.client_id_pattern, client_id) is not None
+
+
+VENUES: dict[str, Venue] = {
+    "binance": Venue(
+        ccxt_id="binance",
+        spot_options={
+            "defaultType": "spot",
+            "fetchCurrencies": False,  # signed sapi calls the market maker does not need
+            "fetchMargins": False,
+            "fetchMarkets": {"types": ["spot"]},
+        },
+        linear_options={
+            "defaultType": "swap",
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+            "fetchMarkets": {"types": ["linear"]},
+        },
+        client_id_param="clientOrderId",  # sent as newClientOrderId
+        client_id_pattern=r"[.A-Za-z0-9_:/-]{1,36}",
+        batch_limit=5,  # futures batchOrders; spot places one by one
+        message_errors=(
+            ("Duplicate order sent", errors.DuplicateOrder),
+            ('"code":-1007', errors.RequestTimeout),  # "execution status unknown"
+            ("Send status unknown", errors.RequestTimeout),
+            ("Unknown order sent", errors.OrderNotFound),
+            ("Order does not exist", errors.OrderNotFound),
+            ("Filter failure", errors.InvalidOrder),
+            ('"code":-1022', errors.AuthenticationError),  # bad signature
+            ('"code":-2015', errors.AuthenticationError),
+            ('"code":-2014', errors.AuthenticationError),
+            ('"code":-1021', errors.AuthenticationError),  # clock outside recvWindow
+        ),
+    ),
+    "bitget": Venue(
+        ccxt_id="bitget",
+        spot_options={"defaultType": "spot"},
+        linear_options={"defaultType": "swap", "defaultSubType": "linear"},
+        client_id_param="clientOrderId",  # clientOid
+        client_id_pattern=r"[A-Za-z0-9_#:.-]{1,50}",
+        batch_limit=50,
+        message_errors=(("Duplicate clientOid", errors.DuplicateOrder),),
+    ),
+    "gate": Venue(
+        ccxt_id="gate",
+        spot_options={"defaultType": "spot"},
+        linear_options={"defaultType": "swap", "defaultSettle": "usdt"},
+        client_id_param="text",  # gate's order "text", which must start with "t-"
+        client_id_pattern=r"t-[A-Za-z0-9_.-]{1,28}",
+        client_id_prefix="t-",
+        post_only_param={"timeInForce": "PO"},
+        batch_limit=10,
+        message_errors=(("DUPLICATE", errors.DuplicateOrder),),
+    ),
+    "okx": Venue(
+        ccxt_id="okx",
+        spot_options={"defaultType": "spot"},
+        linear_options={"defaultType": "swap"},
+        client_id_param="clientOrderId",  # clOrdId
+        client_id_pattern=r"[A-Za-z0-9]{1,32}",
+        batch_limit=20,
+        message_errors=(
+            ("Duplicated clOrdId", errors.DuplicateOrder),
+            ("51016", errors.DuplicateOrder),
+        ),
+    ),
+    "bybit": Venue(
+        ccxt_id="bybit",
+        spot_options={"defaultType": "spot"},
+        linear_options={"defaultType": "swap", "defaultSubType": "linear"},
+        client_id_param="clientOrderId",  # orderLinkId
+        client_id_pattern=r"[A-Za-z0-9_-]{1,36}",
+        batch_limit=10,
+        message_errors=(
+            ("OrderLinkedID is duplicate", errors.DuplicateOrder),
+            ("10014", errors.DuplicateOrder),
+        ),
+    ),
+}

@@ -1,0 +1,45 @@
+"""CcxtExchange wired to the Binance-dialect emulator on 127.0.0.1 around any simulated venue."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from connectors.ccxt.exchange import CcxtConfig, CcxtExchange
+from connectors.emulator.binance import BinanceEmulator
+from connectors.emulator.server import running
+from connectors.simulated.exchange import SimulatedExchange
+
+KEY = "emulator-test-key-0001"
+SECRET = "emulator-test-secret-0001"
+
+
+@contextlib.asynccontextmanager
+async def emulator(sim: SimulatedExchange) -> AsyncIterator[tuple[BinanceEmulator, int]]:
+    emu = BinanceEmulator(sim, KEY, SECRET)
+    async with running(emu) as port:
+        yield emu, port
+
+
+@contextlib.asynccontextmanager
+async def ccxt_binance(sim: SimulatedExchange, **config: Any) -> AsyncIterator[CcxtExchange]:
+    """A CcxtExchange for binance spot whose every URL points at an emulator of `sim`."""
+    async with emulator(sim) as (_, port):
+        exchange = CcxtExchange(
+            CcxtConfig(
+                venue="binance",
+                market="spot",
+                api_key=config.pop("api_key", KEY),
+                api_secret=config.pop("api_secret", SECRET),
+                http_base=f"http://127.0.0.1:{port}",
+                ws_base=f"ws://127.0.0.1:{port}",
+                loopback_only=True,
+                **config,
+            )
+        )
+        try:
+            await exchange.load_markets(["BTCUSDT", "ETHUSDT"])
+            yield exchange
+        finally:
+            await exchange.close()
