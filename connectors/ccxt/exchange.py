@@ -446,6 +446,14 @@ class CcxtExchange:
         fee = (trade.get("fee") or {}).get("cost")
         self._fees.setdefault(client_id, {})[str(trade["id"])] = _num(fee)
 
+    def _note_streamed_fee(self, order: dict[str, Any], client_id: str) -> None:
+        key = self.venue.ws_trade_id
+        trade_id = (order.get("info") or {}).get(key) if key else None
+        fee = order.get("fee") or {}
+        if trade_id in (None, -1, "-1", "") or fee.get("cost") is None or not client_id:
+            return
+        self._fees.setdefault(client_id, {})[str(trade_id)] = _num(fee["cost"])
+
     def _report(
         self, order: dict[str, Any], symbol: str, request: OrderRequest | None = None
     ) -> OrderReport:
@@ -456,6 +464,7 @@ class CcxtExchange:
         for trade in order.get("trades") or ():
             trade.setdefault("order", exchange_id)
             self._note_fee(trade)
+        self._note_streamed_fee(order, client_id)
         filled = _num(order.get("filled"))
         amount = _num(order.get("amount")) or (request.qty if request else ZERO)
         status = STATUS.get(str(order.get("status")), OrderStatus.OPEN)

@@ -29,6 +29,9 @@ class Venue:
     position_mode: str = "one-way"  # the grid assumes one-way (net) positions
     streams: frozenset[str] = frozenset({"prices", "orders", "klines", "account"})
     batch_limit: int = 1  # orders per batch call (1: place one by one)
+    # the raw field of a streamed order update naming the trade it reports (its fee is then
+    # that trade's fee; the order's cumulative fee is the sum over its trades)
+    ws_trade_id: str | None = None
     # (substring of the venue's message or code, error) checked before ccxt's class: ccxt maps
     # these to a broad class (e.g. binance's duplicate id is just InvalidOrder)
     message_errors: tuple[tuple[str, type[errors.MMError]], ...] = ()
@@ -55,6 +58,7 @@ VENUES: dict[str, Venue] = {
         client_id_param="clientOrderId",  # sent as newClientOrderId
         client_id_pattern=r"[.A-Za-z0-9_:/-]{1,36}",
         batch_limit=5,  # futures batchOrders; spot places one by one
+        ws_trade_id="t",  # executionReport / ORDER_TRADE_UPDATE "t" (-1: no trade)
         message_errors=(
             ("Duplicate order sent", errors.DuplicateOrder),
             ('"code":-1007', errors.RequestTimeout),  # "execution status unknown"
