@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,14 @@ from connectors.simulated.exchange import SimulatedExchange, rules_for
 from connectors.simulated.feeds import FeedError, PricePath, candle_path, load_csv, random_walk
 from mm import config, report
 from mm.composition import sim_config
+from mm.config import SimulatedConfig
 from mm.core.rounding import is_multiple
 from mm.engine.backtest import Backtest, BacktestResult
 from mm.engine.clock import VirtualClock
 from mm.engine.symbol_engine import EngineConfig, SymbolEngine
 from mm.errors import ConfigError, MMError, NotRunning, RequestError, RequestTimeout
 from mm.netaddr import is_loopback
-from mm.observability.logs import setup_logging
+from mm.observability.logs import register_secret, setup_logging
 from mm.settings import (
     ExchangeConnectorSettings,
     MarketMakerSettings,
@@ -82,6 +84,13 @@ def _live_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         "--port", type=int, help="port (default: the config's; MM_CONNECTOR_PORT wins if set)"
     )
     conn.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    emu = sub.add_parser(
+        "emulator", help="serve a Binance-dialect exchange on 127.0.0.1 (for ccxt, no internet)"
+    )
+    emu.add_argument("--port", type=int, default=8090, help="port (default 8090)")
+    emu.add_argument("--api-key", help="API key clients must send (env MM_EMULATOR_API_KEY)")
+    emu.add_argument("--api-secret", help="secret they sign with (env MM_EMULATOR_API_SECRET)")
+    emu.add_argument("--seed", type=int, default=0, help="seed of the simulated price walks")
     add = sub.add_parser("add-symbol", help="register a symbol and start trading it")
     add.add_argument("symbol", help="exchange-native name, e.g. SOLUSDT or SOLUSDT-PERP")
     for flag, kind, text in _GRID_FLAGS:
@@ -379,8 +388,54 @@ async def _serve_connector(settings: ExchangeConnectorSettings) -> int:
     return 0
 
 
+EMULATOR_DEFAULT_KEY = ("test-key", "test-secret")  # loopback only, so a fresh machine can try it
+
+
+def emulator(args: argparse.Namespace) -> int:
+    import os
+
+    key = args.api_key or os.environ.get("MM_EMULATOR_API_KEY") or EMULATOR_DEFAULT_KEY[0]
+    secret = args.api_secret or os.environ.get("MM_EMULATOR_API_SECRET") or EMULATOR_DEFAULT_KEY[1]
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port}: 0..65535")
+    return asyncio.run(_serve_emulator(args.port, key, secret, args.seed))
+
+
+async def _serve_emulator(port: int, key: str, secret: str, seed: int) -> int:
+    import signal
+
+    from connectors.emulator.binance import BinanceEmulator
+    from connectors.emulator.server import running
+    from mm.engine.clock import SystemClock
+
+    register_secret(secret)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    balances = {"USDT": Decimal(100_000), "BTC": Decimal(1), "ETH": Decimal(10)}
+    sim = SimulatedExchange(
+        sim_config(SimulatedConfig(balances=balances), seed=seed), SystemClock()
+    )
+    sim.start()
+    try:
+        async with running(BinanceEmulator(sim, key, secret), port=port) as bound:
+            default = "default test" if (key, secret) == EMULATOR_DEFAULT_KEY else "configured"
+            print(
+                f"mm emulator: Binance spot dialect on http://127.0.0.1:{bound} "
+                f"(ws://127.0.0.1:{bound}/ws, /ws-api/v3), {default} API key; Ctrl-C stops",
+                flush=True,
+            )
+            await stop.wait()
+    finally:
+        await sim.close()
+    print("mm emulator: stopped", flush=True)
+    return 0
+
+
 COMMANDS = {
     "backtest": backtest,
+    "emulator": emulator,
     "run": run,
     "connector": connector,
     "add-symbol": add_symbol,
