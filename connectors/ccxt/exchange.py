@@ -89,7 +89,10 @@ class CcxtConfig:
     http_base: str | None = None
     ws_base: str | None = None
     loopback_only: bool = False  # refuse to start if any URL would leave this machine
-    stale_after_s: float = 30.0
+    stale_after_s: float = 30.0  # prices/klines: no tick this long = the stream is dead
+    # orders/account: a quiet account is normal, so the bound is longer; tripping it only costs
+    # a resubscribe and a REST gap-fill
+    order_stale_after_s: float = 120.0
     timeout_ms: int = 10_000
 
 
@@ -491,13 +494,14 @@ class CcxtExchange:
         )
 
     # -- streams ----------------------------------------------------------------------------------
-    async def _watch(self, what: str, method: str, *args: Any) -> Any:
+    async def _watch(self, what: str, method: str, *args: Any, stale_s: float | None = None) -> Any:
+        stale_s = self.config.stale_after_s if stale_s is None else stale_s
         try:
-            async with asyncio.timeout(self.config.stale_after_s):
+            async with asyncio.timeout(stale_s):
                 return await getattr(self.client, method)(*args)
         except TimeoutError:
             raise StreamDisconnected(
-                f"{what}: no message for {self.config.stale_after_s}s (dead even if open)"
+                f"{what}: no message for {stale_s}s (dead even if open)"
             ) from None
         except MMError:
             raise
@@ -572,7 +576,8 @@ class CcxtExchange:
             if not subscribed.done():
                 subscribed.set_result(None)
             while True:
-                for order in await self._watch("orders", "watch_orders"):
+                quiet = self.config.order_stale_after_s
+                for order in await self._watch("orders", "watch_orders", stale_s=quiet):
                     ours = self._ours.get(order["symbol"])
                     if ours in wanted:
                         await queue.put(self._report(order, ours))
@@ -599,7 +604,9 @@ class CcxtExchange:
     def stream_account(self) -> AsyncIterator[AccountUpdate]:
         async def updates() -> AsyncIterator[AccountUpdate]:
             while True:
-                balance = await self._watch("account", "watch_balance")
+                balance = await self._watch(
+                    "account", "watch_balance", stale_s=self.config.order_stale_after_s
+                )
                 balances = tuple(
                     Balance(a, _num(f), _num((balance.get("used") or {}).get(a)))
                     for a, f in (balance.get("free") or {}).items()
