@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from connectors.ccxt.exchange import CcxtConfig, CcxtExchange
 from connectors.remote.client import RemoteConfig, RemoteExchange
 from connectors.remote.server import ServerConfig
 from connectors.simulated.exchange import SimConfig, SimulatedExchange
@@ -18,6 +19,7 @@ from mm.config import SimulatedConfig
 from mm.engine.clock import SystemClock
 from mm.ports import Exchange
 from mm.settings import (
+    CcxtVenue,
     ExchangeConnectorSettings,
     ExchangeSettings,
     MarketMakerSettings,
@@ -50,6 +52,8 @@ def make_venue(exchange: ExchangeSettings, data_dir: Path) -> Exchange:
     """The exchange `exchange.kind` names. Call inside a running event loop (live feeds start)."""
     if exchange.kind == "remote":
         return RemoteExchange(remote_config(exchange.remote))
+    if exchange.kind == "ccxt":
+        return CcxtExchange(ccxt_config(exchange.ccxt))
     sim = exchange.simulated
     persist = data_dir / VENUE_FILE if sim.persist else None
     if persist is not None:
@@ -67,6 +71,23 @@ def make_venue(exchange: ExchangeSettings, data_dir: Path) -> Exchange:
     )
     venue.start()
     return venue
+
+
+def ccxt_config(venue: CcxtVenue) -> CcxtConfig:
+    creds = venue.credentials
+    secret = lambda s: s.get_secret_value() if s is not None else ""  # noqa: E731
+    return CcxtConfig(
+        venue=venue.venue,
+        market=venue.market,
+        api_key=secret(creds.api_key) if creds else "",
+        api_secret=secret(creds.api_secret) if creds else "",
+        passphrase=secret(creds.passphrase) if creds else "",
+        http_base=venue.http_base,
+        ws_base=venue.ws_base,
+        stale_after_s=venue.stale_after_s,
+        order_stale_after_s=venue.order_stale_after_s,
+        timeout_ms=venue.timeout_ms,
+    )
 
 
 def remote_config(remote: RemoteVenue) -> RemoteConfig:

@@ -16,7 +16,14 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from mm.config import EnvFirstSettings, GridConfig, SimulatedConfig, Strict, explain
+from mm.config import (
+    EnvFirstSettings,
+    ExchangeCredentials,
+    GridConfig,
+    SimulatedConfig,
+    Strict,
+    explain,
+)
 from mm.core.risk import AnomalyRule, RiskLimits
 from mm.errors import ConfigError
 from mm.netaddr import is_loopback
@@ -62,13 +69,50 @@ class RemoteVenue(Strict):
         return self
 
 
+class CcxtVenue(Strict):
+    """A real venue through ccxt (or anything speaking its dialect, like `mm emulator`)."""
+
+    venue: Literal["binance", "bitget", "gate", "okx", "bybit"] = Field(
+        "binance", description="Which venue (its quirks are in connectors/ccxt/venues.py)."
+    )
+    market: Literal["spot", "linear"] = Field(
+        "spot", description="spot, or linear (USDT perpetuals: symbols like BTCUSDT-PERP)."
+    )
+    credentials: ExchangeCredentials | None = Field(
+        None, description="api_key / api_secret / passphrase; write them as ${ENV_VARS}."
+    )
+    http_base: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+$",
+        description="Send every REST call here, keeping its path (e.g. http://127.0.0.1:8090).",
+    )
+    ws_base: str | None = Field(
+        None,
+        pattern=r"^wss?://[^\s/]+$",
+        description="Send every WebSocket here, keeping its path (e.g. ws://127.0.0.1:8090).",
+    )
+    stale_after_s: float = Field(30.0, gt=0, description="No tick this long: price stream dead.")
+    order_stale_after_s: float = Field(
+        120.0, gt=0, description="No order/account update this long: resubscribe and gap-fill."
+    )
+    timeout_ms: int = Field(10_000, ge=100, le=120_000, description="REST request timeout.")
+
+
 class ExchangeSettings(Strict):
-    kind: Literal["simulated", "remote"] = Field(
+    kind: Literal["simulated", "remote", "ccxt"] = Field(
         "simulated",
-        description="simulated: the embedded venue; remote: an `mm connector` over gRPC.",
+        description="simulated: the embedded venue; remote: an `mm connector` over gRPC; "
+        "ccxt: a real venue (or `mm emulator`).",
     )
     simulated: SimulatedVenue = Field(SimulatedVenue(), description="The simulated venue.")
     remote: RemoteVenue = Field(RemoteVenue(), description="The exchange_connector (remote).")
+    ccxt: CcxtVenue = Field(CcxtVenue(), description="A venue through ccxt (kind: ccxt).")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ExchangeSettings:
+        if self.kind == "ccxt" and self.ccxt.credentials is None:
+            raise ValueError("kind: ccxt needs ccxt.credentials (api_key and api_secret)")
+        return self
 
 
 class AnomalySettings(Strict):

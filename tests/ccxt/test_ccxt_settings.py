@@ -1,0 +1,71 @@
+"""`exchange: {kind: ccxt}`: a venue through ccxt, configured in YAML with credentials from env."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from connectors.ccxt.exchange import CcxtExchange
+from mm import config
+from mm.composition import make_venue
+from mm.errors import ConfigError
+from mm.settings import MarketMakerSettings
+
+YAML = """
+exchange:
+  kind: ccxt
+  ccxt:
+    venue: okx
+    market: linear
+    credentials:
+      api_key: ${OKX_KEY}
+      api_secret: ${OKX_SECRET}
+      passphrase: ${OKX_PASS}
+    http_base: http://127.0.0.1:9
+    ws_base: ws://127.0.0.1:9
+"""
+
+
+def load(tmp_path: Path, text: str, env: dict[str, str]) -> MarketMakerSettings:
+    path = tmp_path / "mm.yaml"
+    path.write_text(text)
+    return config.load(MarketMakerSettings, path, env=env)
+
+
+def test_credentials_come_from_the_environment_and_reach_the_client(tmp_path):
+    env = {"OKX_KEY": "key-123456789", "OKX_SECRET": "secret-123456789", "OKX_PASS": "pass-1234"}
+    settings = load(tmp_path, YAML, env)
+    assert "secret-123456789" not in repr(settings)
+
+    async def build() -> None:
+        exchange = make_venue(settings.exchange, tmp_path)
+        assert isinstance(exchange, CcxtExchange)
+        try:
+            assert exchange.name == "okx-linear"
+            client = exchange.client
+            assert (client.apiKey, client.secret, client.password) == (
+                "key-123456789",
+                "secret-123456789",
+                "pass-1234",
+            )
+            assert "secret-123456789" not in repr(exchange.config)
+        finally:
+            await exchange.close()
+
+    asyncio.run(build())
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("exchange: {kind: ccxt}\n", "needs ccxt.credentials"),
+        ("exchange: {kind: ccxt, ccxt: {venue: kraken}}\n", "venue"),
+        ("exchange: {kind: ccxt, ccxt: {market: inverse}}\n", "market"),
+        ("exchange: {kind: ccxt, ccxt: {http_base: 'ftp://x'}}\n", "http_base"),
+    ],
+)
+def test_bad_ccxt_settings_are_explained(tmp_path, text, complaint):
+    with pytest.raises(ConfigError, match=complaint):
+        load(tmp_path, text, {})
