@@ -169,9 +169,16 @@ class CcxtExchange:
         self._pumps: set[asyncio.Task[None]] = set()
 
     # -- plumbing ---------------------------------------------------------------------------------
-    async def _call(self, what: str, method: str, *args: Any, changes_state: bool = False) -> Any:
+    async def _call(
+        self,
+        what: str,
+        method: str,
+        *args: Any,
+        changes_state: bool = False,
+        after_subscriptions: bool = True,
+    ) -> Any:
         """One ccxt call under the account-wide pause; failures become `mm.errors`."""
-        if self._pending:  # a subscription started before this call is confirmed first
+        if self._pending and after_subscriptions:  # subscriptions started earlier go first
             await asyncio.wait(list(self._pending), timeout=self.config.stale_after_s)
         delay = self._pause_until - time.monotonic()
         if delay > 0:  # the venue said "too many requests": everyone waits, not one symbol
@@ -198,7 +205,8 @@ class CcxtExchange:
 
     # -- markets ----------------------------------------------------------------------------------
     async def load_markets(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
-        markets = await self._call("load_markets", "load_markets")
+        # market data only: it never waits for a subscription (which may need it first)
+        markets = await self._call("load_markets", "load_markets", after_subscriptions=False)
         out: dict[str, MarketRules] = {}
         unknown = []
         for symbol in symbols:
@@ -513,6 +521,7 @@ class CcxtExchange:
 
     def stream_prices(self, symbols: Sequence[str]) -> AsyncIterator[PriceTick]:
         async def ticks() -> AsyncIterator[PriceTick]:
+            await self._ensure_markets(symbols)
             unified = [self._market(s)["symbol"] for s in symbols]
             while True:
                 tickers = await self._watch("prices", "watch_tickers", unified, {"name": "ticker"})
@@ -531,12 +540,15 @@ class CcxtExchange:
 
         return ticks()
 
+    async def _ensure_markets(self, symbols: Sequence[str]) -> None:
+        missing = [s for s in symbols if s not in self._markets]
+        if missing:
+            await self.load_markets(missing)
+
     def stream_orders(self, symbols: Sequence[str]) -> AsyncIterator[OrderReport]:
         """Subscribes now (the user stream is authenticated in the background and every later
         call of this client waits for it), so an order placed after this call is seen."""
         wanted = set(symbols)
-        for symbol in wanted:
-            self._market(symbol)
         queue: asyncio.Queue[OrderReport | Exception] = asyncio.Queue(STREAM_QUEUE)
         subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.add(subscribed)
@@ -571,6 +583,7 @@ class CcxtExchange:
         subscribed: asyncio.Future[None],
     ) -> None:
         try:
+            await self._ensure_markets(sorted(wanted))
             if hasattr(self.client, "authenticate"):
                 await self._watch("orders", "authenticate")
             if not subscribed.done():
@@ -591,6 +604,7 @@ class CcxtExchange:
 
     def stream_klines(self, symbol: str, interval: str) -> AsyncIterator[Candle]:
         async def candles() -> AsyncIterator[Candle]:
+            await self._ensure_markets([symbol])
             unified = self._market(symbol)["symbol"]
             while True:
                 rows = await self._watch("klines", "watch_ohlcv", unified, interval)
