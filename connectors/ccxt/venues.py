@@ -61,6 +61,10 @@ VENUES: dict[str, Venue] = {
         ws_trade_id="t",  # executionReport / ORDER_TRADE_UPDATE "t" (-1: no trade)
         message_errors=(
             ("Duplicate order sent", errors.DuplicateOrder),
+            ("ClientOrderId is duplicated", errors.DuplicateOrder),  # USD-M -4116
+            ("could not be executed as maker", errors.PostOnlyRejected),  # USD-M -5022
+            ("ReduceOnly Order is rejected", errors.ReduceOnlyRejected),  # -2022
+            ("Margin is insufficient", errors.InsufficientFunds),  # -2019
             ('"code":-1007', errors.RequestTimeout),  # "execution status unknown"
             ("Send status unknown", errors.RequestTimeout),
             ("Unknown order sent", errors.OrderNotFound),

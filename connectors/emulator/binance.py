@@ -47,6 +47,7 @@ from mm.core.model import (
     OrderReport,
     OrderRequest,
     OrderStatus,
+    Position,
     Side,
 )
 from mm.errors import (
@@ -59,11 +60,14 @@ from mm.errors import (
     OrderRejected,
     PostOnlyRejected,
     RateLimited,
+    ReduceOnlyRejected,
     RequestTimeout,
 )
 
 log = logging.getLogger(__name__)
 RECV_WINDOW_MS = 5_000
+SPOT, FUTURES = "spot", "futures"
+PERP = "-PERP"
 STATUS = {
     OrderStatus.OPEN: "NEW",
     OrderStatus.PARTIALLY_FILLED: "PARTIALLY_FILLED",
@@ -95,8 +99,12 @@ class BinanceError(Exception):
         return JSONResponse({"code": self.code, "msg": self.msg}, self.http, self.headers)
 
 
-def _from_mm(error: MMError) -> BinanceError:
+def _from_mm(error: MMError, family: str = "spot") -> BinanceError:
     """The venue's refusal in Binance's words (codes from Binance's error documentation)."""
+    if family == FUTURES:
+        futures = _futures_error(error)
+        if futures is not None:
+            return futures
     if isinstance(error, RateLimited):
         retry = max(1, round(error.retry_after_s or 1))
         return BinanceError(
@@ -124,6 +132,29 @@ def _from_mm(error: MMError) -> BinanceError:
     if isinstance(error, OrderRejected):
         return BinanceError(400, -2010, f"New order rejected: {error}")
     return BinanceError(400, -1000, f"An unknown error occurred: {error}")
+
+
+def _futures_error(error: MMError) -> BinanceError | None:
+    """USD-M futures words for the refusals that differ from spot."""
+    if isinstance(error, DuplicateOrder):
+        return BinanceError(400, -4116, "ClientOrderId is duplicated.")
+    if isinstance(error, PostOnlyRejected):
+        return BinanceError(
+            400,
+            -5022,
+            "Due to the order could not be executed as maker, the Post Only order will be "
+            "rejected. The order will not be recorded in the order history",
+        )
+    if isinstance(error, ReduceOnlyRejected):
+        return BinanceError(400, -2022, "ReduceOnly Order is rejected.")
+    if isinstance(error, InsufficientFunds):
+        return BinanceError(400, -2019, "Margin is insufficient.")
+    return None
+
+
+def _wire(symbol: str) -> str:
+    """The symbol as Binance writes it: the perpetual `BTCUSDT-PERP` is `BTCUSDT` on /fapi."""
+    return symbol.removesuffix(PERP)
 
 
 def _s(value: Decimal) -> str:
@@ -166,8 +197,10 @@ class BinanceEmulator:
         self.api_key = api_key
         self._secret = api_secret.encode()
         self.faults = StreamFaults()
-        self._users: list[_UserSocket] = []
-        self._markets: list[tuple[WebSocket, set[str], asyncio.Queue[dict[str, Any] | None]]] = []
+        self._users: list[_UserSocket] = []  # spot: WebSocket API subscriptions
+        self._futures_users: list[_UserSocket] = []  # USD-M: listen-key sockets
+        self._listen_keys: set[str] = set()
+        self._markets: list[tuple[str, set[str], asyncio.Queue[dict[str, Any] | None]]] = []
         self._reported: dict[str, tuple[Decimal, Decimal]] = {}  # cid -> (filled, fee) sent
         self._fills_sent: dict[str, int] = {}  # symbol -> fills turned into events
         self._tasks: list[asyncio.Task[None]] = []
@@ -185,10 +218,33 @@ class BinanceEmulator:
                 Route("/api/v3/openOrders", self._open_orders, methods=["GET", "DELETE"]),
                 Route("/api/v3/myTrades", self._my_trades),
                 Route("/api/v3/account", self._account),
+                # USD-M futures: the same handlers, symbols mapped to the simulated perpetuals
+                Route("/fapi/v1/ping", self._ping),
+                Route("/fapi/v1/time", self._time),
+                Route("/fapi/v1/exchangeInfo", self._exchange_info),
+                Route("/fapi/v1/klines", self._klines),
+                Route("/fapi/v1/ticker/24hr", self._ticker),
+                Route("/fapi/v1/ticker/bookTicker", self._book_ticker),
+                Route("/fapi/v1/ticker/price", self._price),
+                Route("/fapi/v1/order", self._order, methods=["GET", "POST", "DELETE"]),
+                Route("/fapi/v1/openOrders", self._open_orders, methods=["GET"]),
+                Route("/fapi/v1/allOpenOrders", self._open_orders, methods=["DELETE"]),
+                Route("/fapi/v1/userTrades", self._my_trades),
+                Route("/fapi/v2/account", self._futures_account),
+                Route("/fapi/v3/account", self._futures_account),
+                Route("/fapi/v2/positionRisk", self._position_risk),
+                Route("/fapi/v3/positionRisk", self._position_risk),
+                Route("/fapi/v1/leverageBracket", self._leverage_bracket),
+                Route("/fapi/v1/listenKey", self._listen_key, methods=["POST", "PUT", "DELETE"]),
                 Route("/{path:path}", self._unsupported, methods=["GET", "POST", "PUT", "DELETE"]),
                 WebSocketRoute("/ws-api/v3", self._ws_api),
                 WebSocketRoute("/ws", self._ws_market),
                 WebSocketRoute("/ws/{index}", self._ws_market),
+                WebSocketRoute("/market/ws", self._ws_market),
+                WebSocketRoute("/market/ws/{index}", self._ws_market),
+                WebSocketRoute("/public/ws", self._ws_market),
+                WebSocketRoute("/public/ws/{index}", self._ws_market),
+                WebSocketRoute("/private/ws", self._ws_private),
             ],
             lifespan=self._lifespan,
         )
@@ -246,13 +302,19 @@ class BinanceEmulator:
                 400, -1021, "Timestamp for this request is outside of the recvWindow."
             )
 
-    def _rules(self, symbol: str | None) -> MarketRules:
-        rules = self.sim._rules.get(symbol or "")
+    def _rules(self, symbol: str | None, family: str = SPOT) -> MarketRules:
+        """The simulated market a wire symbol names: `BTCUSDT` on /api is the spot market,
+        on /fapi the perpetual (`BTCUSDT-PERP` in the simulated venue)."""
         if symbol is None:
             raise BinanceError(400, -1102, "Mandatory parameter 'symbol' was not sent.")
-        if rules is None or symbol.endswith("-PERP"):
+        rules = self.sim._rules.get(symbol + PERP if family == FUTURES else symbol)
+        if rules is None or symbol.endswith(PERP):
             raise BinanceError(400, -1121, "Invalid symbol.")
         return rules
+
+    @staticmethod
+    def _family(request: Request) -> str:
+        return FUTURES if request.url.path.startswith("/fapi") else SPOT
 
     async def _answer(self, request: Request, handler: Callable[[], Awaitable[Any]]) -> Response:
         self.requests += 1
@@ -261,7 +323,7 @@ class BinanceEmulator:
         except BinanceError as e:
             return e.response()
         except MMError as e:
-            return _from_mm(e).response()
+            return _from_mm(e, self._family(request)).response()
 
     # -- public REST -------------------------------------------------------------------------------
     async def _ping(self, request: Request) -> Response:
@@ -277,10 +339,11 @@ class BinanceEmulator:
         async def handle() -> Any:
             params = dict(request.query_params)
             wanted = _symbol_list(params)
+            futures = self._family(request) == FUTURES
             symbols = [
-                _symbol_info(r)
+                _futures_info(r) if futures else _symbol_info(r)
                 for s, r in sorted(self.sim._rules.items())
-                if not s.endswith("-PERP") and (wanted is None or s in wanted)
+                if s.endswith(PERP) == futures and (wanted is None or _wire(s) in wanted)
             ]
             return {
                 "timezone": "UTC",
@@ -295,7 +358,7 @@ class BinanceEmulator:
     async def _klines(self, request: Request) -> Response:
         async def handle() -> Any:
             params = dict(request.query_params)
-            rules = self._rules(params.get("symbol"))
+            rules = self._rules(params.get("symbol"), self._family(request))
             interval = params.get("interval", "")
             if interval not in INTERVAL_MS:
                 raise BinanceError(400, -1120, "Invalid interval.")
@@ -328,7 +391,7 @@ class BinanceEmulator:
 
     async def _ticker(self, request: Request) -> Response:
         async def handle() -> Any:
-            rules = self._rules(request.query_params.get("symbol"))
+            rules = self._rules(request.query_params.get("symbol"), self._family(request))
             return self._ticker_json(rules, int(time.time() * 1000))
 
         return await self._answer(request, handle)
@@ -337,7 +400,7 @@ class BinanceEmulator:
         last = self._last(rules.symbol)
         bid, ask = last - rules.tick_size, last + rules.tick_size
         return {
-            "symbol": rules.symbol,
+            "symbol": _wire(rules.symbol),
             "priceChange": "0",
             "priceChangePercent": "0",
             "weightedAvgPrice": _s(last),
@@ -362,10 +425,10 @@ class BinanceEmulator:
 
     async def _book_ticker(self, request: Request) -> Response:
         async def handle() -> Any:
-            rules = self._rules(request.query_params.get("symbol"))
+            rules = self._rules(request.query_params.get("symbol"), self._family(request))
             last = self._last(rules.symbol)
             return {
-                "symbol": rules.symbol,
+                "symbol": _wire(rules.symbol),
                 "bidPrice": _s(last - rules.tick_size),
                 "bidQty": "1",
                 "askPrice": _s(last + rules.tick_size),
@@ -376,8 +439,8 @@ class BinanceEmulator:
 
     async def _price(self, request: Request) -> Response:
         async def handle() -> Any:
-            rules = self._rules(request.query_params.get("symbol"))
-            return {"symbol": rules.symbol, "price": _s(self._last(rules.symbol))}
+            rules = self._rules(request.query_params.get("symbol"), self._family(request))
+            return {"symbol": _wire(rules.symbol), "price": _s(self._last(rules.symbol))}
 
         return await self._answer(request, handle)
 
@@ -385,16 +448,18 @@ class BinanceEmulator:
     async def _order(self, request: Request) -> Response:
         async def handle() -> Any:
             params = await self._params(request, signed=True)
-            rules = self._rules(params.get("symbol"))
+            family = self._family(request)
+            rules = self._rules(params.get("symbol"), family)
             if request.method == "POST":
-                return await self._place(rules, params)
+                return await self._place(rules, params, family)
             client_id = self._client_id(rules, params)
             if request.method == "DELETE":
                 try:
-                    return _order_json(await self.sim.cancel_order(rules.symbol, client_id))
+                    report = await self.sim.cancel_order(rules.symbol, client_id)
                 except OrderNotFound:
                     raise BinanceError(400, -2011, "Unknown order sent.") from None
-            return _order_json(await self.sim.fetch_order(rules.symbol, client_id))
+                return _order_json(report, family)
+            return _order_json(await self.sim.fetch_order(rules.symbol, client_id), family)
 
         return await self._answer(request, handle)
 
@@ -408,16 +473,22 @@ class BinanceEmulator:
             raise BinanceError(400, -2013, "Order does not exist.")
         raise BinanceError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent.")
 
-    async def _place(self, rules: MarketRules, params: dict[str, str]) -> Any:
+    async def _place(self, rules: MarketRules, params: dict[str, str], family: str) -> Any:
         kind = params.get("type")
-        if kind not in ("LIMIT", "LIMIT_MAKER"):
+        allowed = ("LIMIT",) if family == FUTURES else ("LIMIT", "LIMIT_MAKER")
+        if kind not in allowed:
+            supported = " and ".join(allowed)
             raise BinanceError(
-                400,
-                -1116,
-                f"Invalid orderType (the emulator supports LIMIT and LIMIT_MAKER, got {kind}).",
+                400, -1116, f"Invalid orderType (the emulator supports {supported}, got {kind})."
             )
-        if kind == "LIMIT" and params.get("timeInForce", "GTC") != "GTC":
-            raise BinanceError(400, -1115, "Invalid timeInForce (the emulator supports GTC).")
+        tif = params.get("timeInForce", "GTC")
+        if tif not in (("GTC", "GTX") if family == FUTURES else ("GTC",)):
+            raise BinanceError(
+                400, -1115, f"Invalid timeInForce {tif} (the emulator: GTC, and GTX on futures)."
+            )
+        reduce_only = params.get("reduceOnly", "false").lower() == "true"
+        if reduce_only and family == SPOT:
+            raise BinanceError(400, -1106, "Parameter 'reduceOnly' sent when not required.")
         side = {"BUY": Side.BUY, "SELL": Side.SELL}.get(params.get("side", ""))
         if side is None:
             raise BinanceError(400, -1117, "Invalid side.")
@@ -429,10 +500,13 @@ class BinanceEmulator:
                 side,
                 _decimal(params, "price"),
                 _decimal(params, "quantity"),
-                post_only=kind == "LIMIT_MAKER",
+                post_only=kind == "LIMIT_MAKER" or tif == "GTX",
+                reduce_only=reduce_only,
             )
         )
-        out = _order_json(report)
+        out = _order_json(report, family)
+        if family == FUTURES:
+            return out  # USD-M answers with the order alone
         out["transactTime"] = report.ts_ms
         out["fills"] = [
             {
@@ -450,20 +524,24 @@ class BinanceEmulator:
     async def _open_orders(self, request: Request) -> Response:
         async def handle() -> Any:
             params = await self._params(request, signed=True)
-            rules = self._rules(params.get("symbol"))
+            family = self._family(request)
+            rules = self._rules(params.get("symbol"), family)
             if request.method == "DELETE":
                 cancelled = await self.sim.cancel_all(rules.symbol)
+                if family == FUTURES:
+                    return {"code": 200, "msg": "The operation of cancel all open order is done."}
                 if not cancelled:
                     raise BinanceError(400, -2011, "Unknown order sent.")
-                return [_order_json(r) for r in cancelled]
-            return [_order_json(r) for r in await self.sim.fetch_open_orders(rules.symbol)]
+                return [_order_json(r, family) for r in cancelled]
+            opened = await self.sim.fetch_open_orders(rules.symbol)
+            return [_order_json(r, family) for r in opened]
 
         return await self._answer(request, handle)
 
     async def _my_trades(self, request: Request) -> Response:
         async def handle() -> Any:
             params = await self._params(request, signed=True)
-            rules = self._rules(params.get("symbol"))
+            rules = self._rules(params.get("symbol"), self._family(request))
             since = int(params.get("startTime", 0))
             from_id = int(params["fromId"]) if "fromId" in params else None
             order_id = params.get("orderId")
@@ -475,7 +553,7 @@ class BinanceEmulator:
                 if (from_id is None or int(f.trade_id) >= from_id)
                 and (order_id is None or f.exchange_id == order_id)
             ]
-            return [_trade_json(f, rules) for f in fills[:limit]]
+            return [_trade_json(f, rules, self._family(request)) for f in fills[:limit]]
 
         return await self._answer(request, handle)
 
@@ -513,12 +591,124 @@ class BinanceEmulator:
             404,
         )
 
+    # -- USD-M futures only ----------------------------------------------------------------------
+    async def _futures_account(self, request: Request) -> Response:
+        async def handle() -> Any:
+            await self._params(request, signed=True)
+            balances = await self.sim.fetch_balances()
+            positions = await self._positions()
+            now = int(time.time() * 1000)
+            assets = [
+                {
+                    "asset": b.asset,
+                    "walletBalance": _s(b.total),
+                    "unrealizedProfit": "0",
+                    "marginBalance": _s(b.total),
+                    "maintMargin": "0",
+                    "initialMargin": _s(b.locked),
+                    "positionInitialMargin": "0",
+                    "openOrderInitialMargin": _s(b.locked),
+                    "crossWalletBalance": _s(b.total),
+                    "crossUnPnl": "0",
+                    "availableBalance": _s(b.free),
+                    "maxWithdrawAmount": _s(b.free),
+                    "updateTime": now,
+                }
+                for b in balances.values()
+            ]
+            usdt = balances.get("USDT")
+            total = _s(usdt.total) if usdt else "0"
+            return {
+                "totalInitialMargin": _s(usdt.locked) if usdt else "0",
+                "totalMaintMargin": "0",
+                "totalWalletBalance": total,
+                "totalUnrealizedProfit": "0",
+                "totalMarginBalance": total,
+                "totalPositionInitialMargin": "0",
+                "totalOpenOrderInitialMargin": _s(usdt.locked) if usdt else "0",
+                "totalCrossWalletBalance": total,
+                "totalCrossUnPnl": "0",
+                "availableBalance": _s(usdt.free) if usdt else "0",
+                "maxWithdrawAmount": _s(usdt.free) if usdt else "0",
+                "assets": assets,
+                "positions": [_position_json(p, now) for p in positions],
+            }
+
+        return await self._answer(request, handle)
+
+    async def _positions(self) -> list[Position]:
+        perps = [s for s in self.sim._rules if s.endswith(PERP)]
+        return [p for p in (await self.sim.fetch_positions(perps)).values() if p.qty]
+
+    async def _position_risk(self, request: Request) -> Response:
+        async def handle() -> Any:
+            params = await self._params(request, signed=True)
+            now = int(time.time() * 1000)
+            positions = await self._positions()
+            if "symbol" in params:
+                rules = self._rules(params["symbol"], FUTURES)
+                positions = [p for p in positions if p.symbol == rules.symbol]
+            return [_position_json(p, now, self._last(p.symbol)) for p in positions]
+
+        return await self._answer(request, handle)
+
+    async def _leverage_bracket(self, request: Request) -> Response:
+        async def handle() -> Any:
+            params = await self._params(request, signed=True)
+            symbols = [s for s in self.sim._rules if s.endswith(PERP)]
+            if "symbol" in params:
+                symbols = [self._rules(params["symbol"], FUTURES).symbol]
+            bracket = {
+                "bracket": 1,
+                "initialLeverage": 20,
+                "notionalCap": 100_000_000,
+                "notionalFloor": 0,
+                "maintMarginRatio": 0.004,
+                "cum": 0.0,
+            }
+            return [{"symbol": _wire(s), "brackets": [bracket]} for s in symbols]
+
+        return await self._answer(request, handle)
+
+    async def _listen_key(self, request: Request) -> Response:
+        """USD-M user data stream key: API key only (no signature), as Binance does."""
+
+        async def handle() -> Any:
+            self._check_key(request.headers.get("X-MBX-APIKEY"))
+            if request.method == "POST":
+                self._listen_keys.add(key := uuid.uuid4().hex + uuid.uuid4().hex)
+                return {"listenKey": key}
+            return {}
+
+        return await self._answer(request, handle)
+
+    async def _ws_private(self, ws: WebSocket) -> None:
+        """USD-M user data: `/private/ws?listenKey=...` pushes ORDER_TRADE_UPDATE and
+        ACCOUNT_UPDATE events."""
+        if ws.query_params.get("listenKey") not in self._listen_keys:
+            await ws.close(1008)
+            return
+        await ws.accept()
+        socket = _UserSocket(ws, -1)
+        self._futures_users.append(socket)
+        sender = asyncio.create_task(_send_all(ws, socket.queue))
+        try:
+            while True:
+                await ws.receive_text()  # clients send nothing that matters here
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            with contextlib.suppress(ValueError):
+                self._futures_users.remove(socket)
+            sender.cancel()
+
     # -- WebSocket: market streams -----------------------------------------------------------------
     async def _ws_market(self, ws: WebSocket) -> None:
         await ws.accept()
         streams: set[str] = set()
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=10_000)
-        entry = (ws, streams, queue)
+        family = SPOT if ws.url.path.startswith("/ws") else FUTURES  # /market, /public: USD-M
+        entry = (family, streams, queue)
         self._markets.append(entry)
         sender = asyncio.create_task(_send_all(ws, queue))
         try:
@@ -543,13 +733,15 @@ class BinanceEmulator:
 
     async def _forward_prices(self) -> None:
         """Every tick of the venue -> ticker/miniTicker/bookTicker/kline events subscribed."""
-        symbols = [s for s in self.sim._rules if not s.endswith("-PERP")]
-        async for tick in self.sim.stream_prices(symbols):
+        async for tick in self.sim.stream_prices(list(self.sim._rules)):
             if not self._markets:
                 continue
             rules = self.sim._rules[tick.symbol]
-            name = tick.symbol.lower()
-            for _ws, streams, queue in list(self._markets):
+            name = _wire(tick.symbol).lower()
+            tick_family = FUTURES if tick.symbol.endswith(PERP) else SPOT
+            for family, streams, queue in list(self._markets):
+                if family != tick_family:
+                    continue
                 for stream in streams:
                     if not stream.startswith(name + "@"):
                         continue
@@ -560,7 +752,7 @@ class BinanceEmulator:
                         queue.put_nowait(event)
 
     def _market_event(self, kind: str, rules: MarketRules, price: Decimal, now: int):
-        symbol = rules.symbol
+        symbol = _wire(rules.symbol)
         if kind in ("ticker", "miniTicker"):
             t = self._ticker_json(rules, now)
             event = {
@@ -692,32 +884,71 @@ class BinanceEmulator:
                 sender.cancel()
 
     async def _forward_orders(self) -> None:
-        """Every order update of the venue's spot markets -> an executionReport (+ balances)."""
-        symbols = [s for s in self.sim._rules if not s.endswith("-PERP")]
-        async for report in self.sim.stream_orders(symbols):
+        """Every order update of the venue -> executionReports (spot, on the WebSocket API) or
+        ORDER_TRADE_UPDATEs (USD-M, on listen-key sockets), then the account's balances."""
+        async for report in self.sim.stream_orders(list(self.sim._rules)):
             events = self._execution_reports(report)
             if not events:
                 continue
-            events.append(await self._account_position(report.ts_ms))
-            await self._to_users(events)
+            if report.symbol.endswith(PERP):
+                events = [_futures_update(e, report) for e in events]
+                events.append(await self._futures_account_update(report.ts_ms))
+                await self._to_users(events, self._futures_users)
+            else:
+                events.append(await self._account_position(report.ts_ms))
+                await self._to_users(events, self._users)
 
-    async def _to_users(self, events: list[dict[str, Any]]) -> None:
+    async def _to_users(self, events: list[dict[str, Any]], users: list[_UserSocket]) -> None:
         f = self.faults
         if f.close_sockets:
-            for socket in list(self._users)[: f.close_sockets]:
+            for socket in list(users)[: f.close_sockets]:
                 f.close_sockets -= 1
-                self._users.remove(socket)
+                users.remove(socket)
                 with contextlib.suppress(Exception):
                     await socket.ws.close(1006)
             return  # what happened meanwhile is lost with the socket
         if f.silence:
             return
         for event in events:
-            if f.drop_user_events and event["e"] == "executionReport":
+            if f.drop_user_events and event["e"] in ("executionReport", "ORDER_TRADE_UPDATE"):
                 f.drop_user_events -= 1
                 continue
-            for socket in self._users:
-                socket.queue.put_nowait({"subscriptionId": socket.subscription_id, "event": event})
+            for socket in users:
+                wrapped = (
+                    event
+                    if socket.subscription_id < 0
+                    else {"subscriptionId": socket.subscription_id, "event": event}
+                )
+                socket.queue.put_nowait(wrapped)
+
+    async def _futures_account_update(self, now: int) -> dict[str, Any]:
+        balances = await self.sim.fetch_balances()
+        positions = await self._positions()
+        return {
+            "e": "ACCOUNT_UPDATE",
+            "E": now,
+            "T": now,
+            "a": {
+                "m": "ORDER",
+                "B": [
+                    {"a": b.asset, "wb": _s(b.total), "cw": _s(b.total), "bc": "0"}
+                    for b in balances.values()
+                ],
+                "P": [
+                    {
+                        "s": _wire(p.symbol),
+                        "pa": _s(p.qty),
+                        "ep": _s(p.entry_price),
+                        "cr": "0",
+                        "up": "0",
+                        "mt": "cross",
+                        "iw": "0",
+                        "ps": "BOTH",
+                    }
+                    for p in positions
+                ],
+            },
+        }
 
     def _execution_reports(self, report: OrderReport) -> list[dict[str, Any]]:
         """One executionReport per new trade of the order (or one for a status change)."""
@@ -814,44 +1045,123 @@ def _execution(
     }
 
 
-def _order_json(report: OrderReport) -> dict[str, Any]:
-    cost = report.avg_price * report.filled_qty
+def _futures_update(execution: dict[str, Any], report: OrderReport) -> dict[str, Any]:
+    """A spot executionReport rewritten as USD-M's ORDER_TRADE_UPDATE."""
+    e = execution
     return {
-        "symbol": report.symbol,
+        "e": "ORDER_TRADE_UPDATE",
+        "E": e["E"],
+        "T": e["T"],
+        "o": {
+            "s": _wire(e["s"]),
+            "c": e["c"],
+            "S": e["S"],
+            "o": "LIMIT",
+            "f": "GTX" if e["o"] == "LIMIT_MAKER" else "GTC",
+            "q": e["q"],
+            "p": e["p"],
+            "ap": _s(report.avg_price),
+            "sp": "0",
+            "x": e["x"],
+            "X": e["X"],
+            "i": e["i"],
+            "l": e["l"],
+            "z": e["z"],
+            "L": e["L"],
+            "N": e["N"] or "USDT",
+            "n": e["n"],
+            "T": e["T"],
+            "t": e["t"],
+            "b": "0",
+            "a": "0",
+            "m": e["m"],
+            "R": report.reduce_only,
+            "wt": "CONTRACT_PRICE",
+            "ot": "LIMIT",
+            "ps": "BOTH",
+            "cp": False,
+            "rp": "0",
+            "pP": False,
+            "si": 0,
+            "ss": 0,
+            "V": "NONE",
+            "pm": "NONE",
+            "gtd": 0,
+        },
+    }
+
+
+def _order_json(report: OrderReport, family: str = SPOT) -> dict[str, Any]:
+    cost = report.avg_price * report.filled_qty
+    common = {
+        "symbol": _wire(report.symbol),
         "orderId": int(report.exchange_id),
-        "orderListId": -1,
         "clientOrderId": report.client_id,
         "price": _s(report.price),
         "origQty": _s(report.qty),
         "executedQty": _s(report.filled_qty),
-        "cummulativeQuoteQty": _s(cost),
         "status": STATUS[report.status],
-        "timeInForce": "GTC",
-        "type": "LIMIT_MAKER" if report.post_only else "LIMIT",
         "side": report.side.value,
         "stopPrice": "0",
-        "icebergQty": "0",
         "time": report.ts_ms,
         "updateTime": report.ts_ms,
+        "selfTradePreventionMode": "NONE",
+    }
+    if family == FUTURES:
+        return {
+            **common,
+            "avgPrice": _s(report.avg_price),
+            "cumQty": _s(report.filled_qty),
+            "cumQuote": _s(cost),
+            "timeInForce": "GTX" if report.post_only else "GTC",
+            "type": "LIMIT",
+            "origType": "LIMIT",
+            "reduceOnly": report.reduce_only,
+            "closePosition": False,
+            "positionSide": "BOTH",
+            "workingType": "CONTRACT_PRICE",
+            "priceProtect": False,
+            "priceMatch": "NONE",
+            "goodTillDate": 0,
+        }
+    return {
+        **common,
+        "orderListId": -1,
+        "cummulativeQuoteQty": _s(cost),
+        "timeInForce": "GTC",
+        "type": "LIMIT_MAKER" if report.post_only else "LIMIT",
+        "icebergQty": "0",
         "workingTime": report.ts_ms,
         "isWorking": report.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED),
         "origQuoteOrderQty": "0",
-        "selfTradePreventionMode": "NONE",
     }
 
 
-def _trade_json(fill: Fill, rules: MarketRules) -> dict[str, Any]:
-    return {
-        "symbol": fill.symbol,
+def _trade_json(fill: Fill, rules: MarketRules, family: str = SPOT) -> dict[str, Any]:
+    common = {
+        "symbol": _wire(fill.symbol),
         "id": int(fill.trade_id),
         "orderId": int(fill.exchange_id),
-        "orderListId": -1,
         "price": _s(fill.price),
         "qty": _s(fill.qty),
         "quoteQty": _s(fill.price * fill.qty),
         "commission": _s(fill.fee),
         "commissionAsset": rules.quote,
         "time": fill.ts_ms,
+    }
+    if family == FUTURES:
+        return {
+            **common,
+            "side": fill.side.value,
+            "buyer": fill.side is Side.BUY,
+            "maker": fill.is_maker,
+            "positionSide": "BOTH",
+            "realizedPnl": "0",
+            "marginAsset": rules.quote,
+        }
+    return {
+        **common,
+        "orderListId": -1,
         "isBuyer": fill.side is Side.BUY,
         "isMaker": fill.is_maker,
         "isBestMatch": True,
@@ -898,6 +1208,74 @@ def _symbol_info(r: MarketRules) -> dict[str, Any]:
         "permissionSets": [["SPOT"]],
         "defaultSelfTradePreventionMode": "NONE",
         "allowedSelfTradePreventionModes": ["NONE"],
+    }
+
+
+def _futures_info(r: MarketRules) -> dict[str, Any]:
+    return {
+        "symbol": _wire(r.symbol),
+        "pair": _wire(r.symbol),
+        "contractType": "PERPETUAL",
+        "deliveryDate": 4133404800000,
+        "onboardDate": 1569398400000,
+        "status": "TRADING",
+        "maintMarginPercent": "2.5000",
+        "requiredMarginPercent": "5.0000",
+        "baseAsset": r.base,
+        "quoteAsset": r.quote,
+        "marginAsset": r.quote,
+        "pricePrecision": max(0, -r.tick_size.normalize().as_tuple().exponent),
+        "quantityPrecision": max(0, -r.lot_size.normalize().as_tuple().exponent),
+        "baseAssetPrecision": 8,
+        "quotePrecision": 8,
+        "underlyingType": "COIN",
+        "underlyingSubType": [],
+        "triggerProtect": "0.0500",
+        "liquidationFee": "0.012500",
+        "marketTakeBound": "0.05",
+        "filters": [
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": _s(r.tick_size),
+                "maxPrice": "10000000",
+                "tickSize": _s(r.tick_size),
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": _s(r.min_qty or r.lot_size),
+                "maxQty": "9000000",
+                "stepSize": _s(r.lot_size),
+            },
+            {"filterType": "MIN_NOTIONAL", "notional": _s(r.min_notional)},
+        ],
+        "orderTypes": ["LIMIT"],
+        "timeInForce": ["GTC", "GTX"],
+    }
+
+
+def _position_json(p: Position, now: int, mark: Decimal | None = None) -> dict[str, Any]:
+    mark = p.entry_price if mark is None else mark
+    return {
+        "symbol": _wire(p.symbol),
+        "positionSide": "BOTH",
+        "positionAmt": _s(p.qty),
+        "entryPrice": _s(p.entry_price),
+        "breakEvenPrice": _s(p.entry_price),
+        "markPrice": _s(mark),
+        "unRealizedProfit": _s((mark - p.entry_price) * p.qty),
+        "liquidationPrice": "0",
+        "isolatedMargin": "0",
+        "notional": _s(mark * p.qty),
+        "marginAsset": "USDT",
+        "isolatedWallet": "0",
+        "initialMargin": "0",
+        "maintMargin": "0",
+        "positionInitialMargin": "0",
+        "openOrderInitialMargin": "0",
+        "adl": 0,
+        "bidNotional": "0",
+        "askNotional": "0",
+        "updateTime": now,
     }
 
 

@@ -23,13 +23,16 @@ async def emulator(sim: SimulatedExchange) -> AsyncIterator[tuple[BinanceEmulato
 
 
 @contextlib.asynccontextmanager
-async def ccxt_binance(sim: SimulatedExchange, **config: Any) -> AsyncIterator[CcxtExchange]:
-    """A CcxtExchange for binance spot whose every URL points at an emulator of `sim`."""
+async def ccxt_binance(
+    sim: SimulatedExchange, market: str = "spot", **config: Any
+) -> AsyncIterator[CcxtExchange]:
+    """A CcxtExchange for binance (spot, or linear: USD-M perpetuals) whose every URL points at
+    an emulator of `sim`."""
     async with emulator(sim) as (_, port):
         exchange = CcxtExchange(
             CcxtConfig(
                 venue="binance",
-                market="spot",
+                market=market,
                 api_key=config.pop("api_key", KEY),
                 api_secret=config.pop("api_secret", SECRET),
                 http_base=f"http://127.0.0.1:{port}",
@@ -39,7 +42,10 @@ async def ccxt_binance(sim: SimulatedExchange, **config: Any) -> AsyncIterator[C
             )
         )
         try:
-            await exchange.load_markets(["BTCUSDT", "ETHUSDT"])
+            symbols = ["BTCUSDT", "ETHUSDT"]
+            if market == "linear":
+                symbols = [s + "-PERP" for s in symbols]
+            await exchange.load_markets(symbols)
             yield exchange
         finally:
             await exchange.close()

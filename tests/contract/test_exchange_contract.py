@@ -109,7 +109,17 @@ async def open_ccxt_binance() -> AsyncIterator[Venue]:
         yield dataclasses.replace(inner, exchange=client, other_symbol="ETHUSDT")
 
 
+@contextlib.asynccontextmanager
+async def open_ccxt_binance_linear() -> AsyncIterator[Venue]:
+    """The same, on Binance's USD-M futures dialect (the simulated perpetuals)."""
+    async with open_simulated() as inner, ccxt_binance(inner.exchange, "linear") as client:
+        yield dataclasses.replace(
+            inner, exchange=client, symbol="BTCUSDT-PERP", other_symbol="ETHUSDT-PERP"
+        )
+
+
 VENUES = {
+    "ccxt-binance-linear": open_ccxt_binance_linear,
     "ccxt-binance-spot": open_ccxt_binance,
     "remote": open_remote,
     "simulated": open_simulated,
