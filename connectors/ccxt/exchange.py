@@ -105,6 +105,13 @@ def _num(value: Any) -> Decimal:
     return Decimal(str(value))
 
 
+def _seconds(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def override_urls(urls: Any, http_base: str | None, ws_base: str | None) -> Any:
     """`urls` with every http(s) URL moved to `http_base` and every ws(s) URL to `ws_base`."""
     if isinstance(urls, dict):
@@ -190,7 +197,11 @@ class CcxtExchange:
         except Exception as e:
             error = to_mm(e, self.venue, call=what, changes_state=changes_state)
             if isinstance(error, RateLimited):
-                pause = error.retry_after_s or DEFAULT_PAUSE_S
+                # 429/418: honour the venue's Retry-After (seconds), account-wide
+                headers = getattr(self.client, "last_response_headers", None) or {}
+                retry = _seconds(headers.get("Retry-After") or headers.get("retry-after"))
+                pause = retry or error.retry_after_s or DEFAULT_PAUSE_S
+                error.retry_after_s = pause
                 self._pause_until = max(self._pause_until, time.monotonic() + pause)
             raise error from e
 
