@@ -26,25 +26,25 @@ from tests.ccxt.rig import KEY, SECRET
 from tests.helpers import check_invariants, eventually, grid, run
 
 pytestmark = pytest.mark.slow
-SYMBOL = "BTCUSDT"
 
 
-async def trade_through_faults(tmp_path: Any, fault: str) -> dict[str, Any]:
+async def trade_through_faults(tmp_path: Any, fault: str, market: str) -> dict[str, Any]:
     from connectors.ccxt.exchange import CcxtConfig, CcxtExchange
     from connectors.emulator.binance import BinanceEmulator
     from connectors.emulator.server import running
 
+    symbol = "BTCUSDT-PERP" if market == "linear" else "BTCUSDT"
     clock = SystemClock()
     sim = SimulatedExchange(
-        SimConfig(balances={"USDT": D(1_000_000)}, start_prices={SYMBOL: D("10000")}), clock
+        SimConfig(balances={"USDT": D(1_000_000)}, start_prices={"BTCUSDT": D("10000")}), clock
     )
     emu = BinanceEmulator(sim, KEY, SECRET)
-    journal = Journal(tmp_path / f"{fault}.db")
+    journal = Journal(tmp_path / f"{fault}-{market}.db")
     async with running(emu) as port:
         exchange = CcxtExchange(
             CcxtConfig(
                 "binance",
-                "spot",
+                market,
                 api_key=KEY,
                 api_secret=SECRET,
                 http_base=f"http://127.0.0.1:{port}",
@@ -54,17 +54,17 @@ async def trade_through_faults(tmp_path: Any, fault: str) -> dict[str, Any]:
                 order_stale_after_s=1.5,  # no order update for 1.5 s: the stream counts as dead
             )
         )
-        engine = SymbolEngine(EngineConfig(SYMBOL, grid()), exchange, journal, clock)
+        engine = SymbolEngine(EngineConfig(symbol, grid()), exchange, journal, clock)
         runner = SymbolRunner(
             engine, exchange, clock, reconcile_every_s=3600, backoff_s=(0.05, 0.2)
         )
         stop = asyncio.Event()
         task = asyncio.create_task(runner.run(stop))
-        market = {"price": D("10000")}
+        tape = {"price": D("10000")}
 
         async def ticking() -> None:  # a live market: the last price is published every 50 ms
             while True:
-                sim.set_price(SYMBOL, market["price"])
+                sim.set_price(symbol, tape["price"])
                 await asyncio.sleep(0.05)
 
         ticker = asyncio.create_task(ticking())
@@ -72,40 +72,41 @@ async def trade_through_faults(tmp_path: Any, fault: str) -> dict[str, Any]:
             await eventually(lambda: engine.state.value == "QUOTING", 20, "recovery")
             await eventually(
                 lambda: (
-                    sum(o.status is OrderStatus.OPEN for o in sim.orders(SYMBOL)) >= 3
+                    sum(o.status is OrderStatus.OPEN for o in sim.orders(symbol)) >= 3
                     and all(o.status is OrderStatus.OPEN for o in engine.pm.live_orders())
                 ),
                 20,
                 "the grid to rest on the venue",
             )
-            await eventually(lambda: emu._users != [], 20, "the user stream")
+            users = emu._futures_users if market == "linear" else emu._users
+            await eventually(lambda: users != [], 20, "the user stream")
             breaks = runner.reconnects
             if fault == "closed":
                 emu.faults.close_sockets = 1  # the next update closes it and is lost with it
             else:
                 emu.faults.silence = True  # open, but nothing more arrives
-            market["price"] = D("9900")
-            sim.set_price(SYMBOL, D("9900"))  # fills the buy at 9900 while the stream is broken
-            filled = [o for o in sim.orders(SYMBOL) if o.status is OrderStatus.FILLED]
+            tape["price"] = D("9900")
+            sim.set_price(symbol, D("9900"))  # fills the buy at 9900 while the stream is broken
+            filled = [o for o in sim.orders(symbol) if o.status is OrderStatus.FILLED]
             assert len(filled) == 1, "the move should fill exactly one resting buy"
             await eventually(lambda: runner.reconnects > breaks, 20, "the break to be noticed")
             emu.faults.silence = False
             cid = filled[0].client_id
             await eventually(
-                lambda: any(f.client_id == cid for f in journal.fills(SYMBOL)),
+                lambda: any(f.client_id == cid for f in journal.fills(symbol)),
                 20,
                 "the lost fill to be gap-filled over REST",
             )
             # trading goes on over the new subscription: the close sells what was bought
             await eventually(lambda: engine.pm.inventory_qty() > 0, 20, "inventory")
-            market["price"] = D("10000")
+            tape["price"] = D("10000")
             await eventually(lambda: engine.pm.inventory_qty() == 0, 20, "the close to fill")
             stop.set()
             await asyncio.wait_for(task, 20)
             engine.halt("test finished")
             await eventually(lambda: not engine._lock.locked(), 20, "the engine to be idle")
             await engine.reconcile()
-            numbers = check_invariants(journal, sim, SYMBOL, "t1")
+            numbers = check_invariants(journal, sim, symbol, "t1")
             numbers["reconnects"] = runner.reconnects
             return numbers
         finally:
@@ -115,8 +116,9 @@ async def trade_through_faults(tmp_path: Any, fault: str) -> dict[str, Any]:
             await sim.close()
 
 
+@pytest.mark.parametrize("market", ["spot", "linear"])
 @pytest.mark.parametrize("fault", ["closed", "silent"])
-def test_a_broken_user_stream_is_noticed_gap_filled_and_loses_no_fill(tmp_path, fault):
-    numbers = run(trade_through_faults(tmp_path, fault))
+def test_a_broken_user_stream_is_noticed_gap_filled_and_loses_no_fill(tmp_path, fault, market):
+    numbers = run(trade_through_faults(tmp_path, fault, market))
     assert numbers["reconnects"] >= 1
     assert numbers["fills"] >= 2 and numbers["inventory"] == 0
