@@ -18,6 +18,7 @@ bench: install
 	.venv/bin/python scripts/bench_backtest.py
 	.venv/bin/python scripts/bench_ray.py
 	.venv/bin/python scripts/bench_grpc.py
+	.venv/bin/python scripts/bench_ccxt.py
 
 lint: install
 	.venv/bin/ruff format --check . && .venv/bin/ruff check .

@@ -469,12 +469,16 @@ class CcxtExchange:
         self._fees.setdefault(client_id, {})[str(trade["id"])] = _num(fee)
 
     def _note_streamed_fee(self, order: dict[str, Any], client_id: str) -> None:
-        key = self.venue.ws_trade_id
-        trade_id = (order.get("info") or {}).get(key) if key else None
-        fee = order.get("fee") or {}
-        if trade_id in (None, -1, "-1", "") or fee.get("cost") is None or not client_id:
+        """A streamed update names the trade it reports and that trade's own fee (ccxt's
+        order-level "fee" is a running total once it has cached the order: not usable here)."""
+        id_key, fee_key = self.venue.ws_trade_id, self.venue.ws_trade_fee
+        info = order.get("info") or {}
+        if id_key is None or fee_key is None or not client_id:
             return
-        self._fees.setdefault(client_id, {})[str(trade_id)] = _num(fee["cost"])
+        trade_id, fee = info.get(id_key), info.get(fee_key)
+        if trade_id in (None, -1, "-1", "") or fee in (None, ""):
+            return
+        self._fees.setdefault(client_id, {})[str(trade_id)] = _num(fee)
 
     def _report(
         self, order: dict[str, Any], symbol: str, request: OrderRequest | None = None
@@ -484,7 +488,8 @@ class CcxtExchange:
         if exchange_id and client_id:
             self._cids[exchange_id] = client_id
         for trade in order.get("trades") or ():
-            trade.setdefault("order", exchange_id)
+            if not trade.get("order"):  # ccxt leaves it None on trades inside an order
+                trade["order"] = exchange_id
             self._note_fee(trade)
         self._note_streamed_fee(order, client_id)
         filled = _num(order.get("filled"))
@@ -531,25 +536,51 @@ class CcxtExchange:
             raise StreamDisconnected(f"{what}: {error}") from e
 
     def stream_prices(self, symbols: Sequence[str]) -> AsyncIterator[PriceTick]:
+        """The newest price of each symbol whenever it changed (conflated).
+
+        ccxt's `watch_tickers` returns the message that woke it, while everything that arrived
+        since the previous call only updated its ticker cache; so each wake-up reads the cache
+        and yields every symbol whose ticker changed: no symbol keeps a stale last price."""
+
         async def ticks() -> AsyncIterator[PriceTick]:
             await self._ensure_markets(symbols)
             unified = [self._market(s)["symbol"] for s in symbols]
+            seen: dict[str, tuple[Any, Any]] = {}
+            self._fresh_tickers(unified, seen)  # what the cache held before: not news
             while True:
-                tickers = await self._watch("prices", "watch_tickers", unified, {"name": "ticker"})
-                for ticker in tickers.values():
-                    ours = self._ours.get(ticker["symbol"])
-                    if ours is None or ticker.get("last") is None:
-                        continue
-                    bid, ask = ticker.get("bid"), ticker.get("ask")
-                    yield PriceTick(
-                        ours,
-                        _num(ticker["last"]),
-                        int(ticker.get("timestamp") or time.time() * 1000),
-                        _num(bid) if bid is not None else None,
-                        _num(ask) if ask is not None else None,
-                    )
+                fresh = [t for t in self._fresh_tickers(unified, seen)]
+                for name, ticker in fresh:
+                    yield self._tick(self._ours[name], ticker)
+                if not fresh:  # nothing new in the cache: wait for the next message
+                    await self._watch("prices", "watch_tickers", unified, {"name": "ticker"})
 
         return ticks()
+
+    def _fresh_tickers(
+        self, unified: list[str], seen: dict[str, tuple[Any, Any]]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Tickers in ccxt's cache that changed since they were last yielded."""
+        out = []
+        for name in unified:
+            ticker = self.client.tickers.get(name)
+            if not ticker or ticker.get("last") is None:
+                continue
+            stamp = (ticker.get("timestamp"), ticker.get("last"))
+            if seen.get(name) != stamp:
+                seen[name] = stamp
+                out.append((name, ticker))
+        return out
+
+    @staticmethod
+    def _tick(symbol: str, ticker: dict[str, Any]) -> PriceTick:
+        bid, ask = ticker.get("bid"), ticker.get("ask")
+        return PriceTick(
+            symbol,
+            _num(ticker["last"]),
+            int(ticker.get("timestamp") or time.time() * 1000),
+            _num(bid) if bid is not None else None,
+            _num(ask) if ask is not None else None,
+        )
 
     async def _ensure_markets(self, symbols: Sequence[str]) -> None:
         missing = [s for s in symbols if s not in self._markets]

@@ -32,6 +32,7 @@ class Venue:
     # the raw field of a streamed order update naming the trade it reports (its fee is then
     # that trade's fee; the order's cumulative fee is the sum over its trades)
     ws_trade_id: str | None = None
+    ws_trade_fee: str | None = None  # the raw field with that trade's own fee
     # (substring of the venue's message or code, error) checked before ccxt's class: ccxt maps
     # these to a broad class (e.g. binance's duplicate id is just InvalidOrder)
     message_errors: tuple[tuple[str, type[errors.MMError]], ...] = ()
@@ -59,6 +60,7 @@ VENUES: dict[str, Venue] = {
         client_id_pattern=r"[.A-Za-z0-9_:/-]{1,36}",
         batch_limit=5,  # futures batchOrders; spot places one by one
         ws_trade_id="t",  # executionReport / ORDER_TRADE_UPDATE "t" (-1: no trade)
+        ws_trade_fee="n",  # that trade's commission (ccxt's order "fee" is a running total)
         message_errors=(
             ("Duplicate order sent", errors.DuplicateOrder),
             ("ClientOrderId is duplicated", errors.DuplicateOrder),  # USD-M -4116

@@ -236,7 +236,11 @@ class BinanceEmulator:
                 Route("/fapi/v3/positionRisk", self._position_risk),
                 Route("/fapi/v1/leverageBracket", self._leverage_bracket),
                 Route("/fapi/v1/listenKey", self._listen_key, methods=["POST", "PUT", "DELETE"]),
-                Route("/{path:path}", self._unsupported, methods=["GET", "POST", "PUT", "DELETE"]),
+                Route(
+                    "/{path:path}",
+                    self._unsupported,
+                    methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+                ),
                 WebSocketRoute("/ws-api/v3", self._ws_api),
                 WebSocketRoute("/ws", self._ws_market),
                 WebSocketRoute("/ws/{index}", self._ws_market),
@@ -396,8 +400,11 @@ class BinanceEmulator:
 
         return await self._answer(request, handle)
 
-    def _ticker_json(self, rules: MarketRules, now: int) -> dict[str, Any]:
-        last = self._last(rules.symbol)
+    def _ticker_json(
+        self, rules: MarketRules, now: int, last: Decimal | None = None
+    ) -> dict[str, Any]:
+        """A 24h ticker at `last` (default: the venue's last price now)."""
+        last = self._last(rules.symbol) if last is None else last
         bid, ask = last - rules.tick_size, last + rules.tick_size
         return {
             "symbol": _wire(rules.symbol),
@@ -754,7 +761,7 @@ class BinanceEmulator:
     def _market_event(self, kind: str, rules: MarketRules, price: Decimal, now: int):
         symbol = _wire(rules.symbol)
         if kind in ("ticker", "miniTicker"):
-            t = self._ticker_json(rules, now)
+            t = self._ticker_json(rules, now, price)  # the tick's own price, not the latest
             event = {
                 "e": "24hrTicker" if kind == "ticker" else "24hrMiniTicker",
                 "E": now,
