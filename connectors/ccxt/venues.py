@@ -85,7 +85,10 @@ VENUES: dict[str, Venue] = {
         client_id_param="clientOrderId",  # clientOid
         client_id_pattern=r"[A-Za-z0-9_#:.-]{1,50}",
         batch_limit=50,
-        message_errors=(("Duplicate clientOid", errors.DuplicateOrder),),
+        message_errors=(
+            ("Duplicate clientOid", errors.DuplicateOrder),
+            ("clientOrderId duplicate", errors.DuplicateOrder),  # spot 43118
+        ),
     ),
     "gate": Venue(
         ccxt_id="gate",
@@ -107,7 +110,7 @@ VENUES: dict[str, Venue] = {
         batch_limit=20,
         message_errors=(
             ("Duplicated clOrdId", errors.DuplicateOrder),
-            ("51016", errors.DuplicateOrder),
+            ('"sCode":"51016"', errors.DuplicateOrder),  # the code itself, never a substring
         ),
     ),
     "bybit": Venue(
@@ -118,8 +121,8 @@ VENUES: dict[str, Venue] = {
         client_id_pattern=r"[A-Za-z0-9_-]{1,36}",
         batch_limit=10,
         message_errors=(
-            ("OrderLinkedID is duplicate", errors.DuplicateOrder),
-            ("10014", errors.DuplicateOrder),
+            ("OrderLinkedID is duplicate", errors.DuplicateOrder),  # v5 110072
+            ("Duplicate clientOrderId", errors.DuplicateOrder),  # spot 170141
         ),
     ),
 }

@@ -1,0 +1,666 @@
+"""Parsing and normalisation for bitget, gate, okx and bybit, on the venues' documented payloads.
+
+Every payload under `fixtures/` follows a shape from the venue's API documentation (its
+top-level `_source` names the section). Nothing here reaches a network: each `CcxtExchange` is
+built on loopback URLs and its ccxt client's HTTP layer (`client.fetch`) is replaced by `Replay`,
+which answers from those payloads (through ccxt's own response checks, as the real `fetch` does)
+and records every request. So markets go through ccxt's own `load_markets` / `fetch_markets`
+parsing and our `load_markets` / `_find` / `_rules`; orders and trades through ccxt's
+`parse_order` / `parse_trade` and our `_report` / `fetch_fills` / `fetch_positions`; error
+answers through ccxt's `handle_errors` and our `to_mm`; and the requests through ccxt's
+`create_order` / `fetch_order` / `cancel_order`, called the way `CcxtExchange` calls them.
+
+Mismatches between our code and a venue are strict xfails whose reason says what goes wrong: they
+pass once fixed (and then fail, asking for the marker to go).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import ccxt
+import pytest
+
+from connectors.ccxt.errors import to_mm
+from connectors.ccxt.exchange import CcxtConfig, CcxtExchange, _num
+from connectors.ccxt.venues import VENUES
+from mm import errors
+from mm.core import ids
+from mm.core.model import MarketType, OrderReport, OrderRequest, OrderStatus, Role, Side
+
+FIXTURES = Path(__file__).parent / "fixtures"
+VENUE_NAMES = ("bitget", "gate", "okx", "bybit")
+MARKETS = ("spot", "linear")
+ORDER_CASES = ("new", "partial", "filled", "canceled", "canceled_partial")
+LOOPBACK = {"http_base": "http://127.0.0.1:9", "ws_base": "ws://127.0.0.1:9", "loopback_only": True}
+CREDENTIALS = {"api_key": "test-key", "api_secret": "test-secret", "passphrase": "test-pass"}
+# What each venue answers for an endpoint the fixtures do not cover (ccxt's market loading also
+# asks for options, delivery futures, currencies...): success with nothing in it.
+NOTHING: dict[str, Any] = {
+    "bitget": {"code": "00000", "msg": "success", "requestTime": 1695865300000, "data": []},
+    "gate": [],
+    "okx": {"code": "0", "msg": "", "data": []},
+    "bybit": {
+        "retCode": 0,
+        "retMsg": "OK",
+        "result": {"list": [], "nextPageCursor": ""},
+        "retExtInfo": {},
+        "time": 1695865300000,
+    },
+}
+GATE_UNMAPPED_CANCEL = (
+    "gate: ccxt's cancel_order puts its `id` argument in the path and CcxtExchange passes id=None "
+    "with the client id as a `text` param, so it sends DELETE .../orders/None?text=<id>; gate "
+    "answers ORDER_NOT_FOUND and the order stays on the book (gate accepts the text as "
+    "{order_id}: the client id should go there)"
+)
+BYBIT_LINK_ID = (
+    "bybit: VENUES['bybit'].client_id_param is 'clientOrderId'; ccxt's bybit create_order maps it "
+    "to orderLinkId, but cancel_order / fetch_order pass params through, so the venue gets "
+    "'clientOrderId' (not a v5 field) and no orderLinkId"
+)
+BYBIT_FETCH = (
+    "bybit: ccxt's fetch_order on a unified (UTA) account refuses without "
+    "params['acknowledged']=True (ArgumentsRequired -> OrderRejected); on a classic account it "
+    "is NotSupported for spot (-> ConfigError) and sends orderId=None for linear. Either way "
+    "CcxtExchange.fetch_order cannot find an order by client id (and it never sends orderLinkId)"
+)
+GATE_ECHO = (
+    "gate: the venue echoes the client id as text 't-<id>' and CcxtExchange._report returns it "
+    "as is; VENUES['gate'].client_id_prefix is declared but never stripped, so the engine's id "
+    "does not come back"
+)
+GATE_PATTERN = (
+    "gate: VENUES['gate'].client_id_pattern demands a 't-' prefix the engine's ids "
+    "(mm.core.ids, '[a-z0-9]{14,27}') never have, and nothing adds it: place_order refuses every "
+    "engine id with InvalidArgument before sending"
+)
+UNITS = (
+    "{venue}: ccxt counts linear amounts in contracts (contractSize {size}); CcxtExchange passes "
+    "order qty, OrderReport qty/filled_qty, Fill qty and MarketRules lot/min qty through in "
+    "contracts but converts positions to base (contracts x contractSize): the same exposure is "
+    "{filled} in the order and {position} in the position"
+)
+
+
+@cache
+def load(name: str) -> Any:
+    """A fixture file, shared: read it, copy before changing it (`fixture_of`)."""
+    return json.loads((FIXTURES / name).read_text())
+
+
+def fixture_of(venue: str, kind: str) -> Any:
+    return copy.deepcopy(load(f"{venue}_{kind}.json"))
+
+
+def xfail_unless(reason: str | None) -> list[pytest.MarkDecorator]:
+    return [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+
+
+def _per_venue(reasons: dict[str, str]) -> list[Any]:
+    return [pytest.param(v, marks=xfail_unless(reasons.get(v)), id=v) for v in VENUE_NAMES]
+
+
+def d(value: Any) -> Decimal:
+    """A fixture's expected number."""
+    return Decimal(str(value))
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(scenario())
+
+
+# -- the venue, replayed ----------------------------------------------------------------------
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+
+    def field(self, name: str) -> Any:
+        """A request field wherever ccxt put it (query string or JSON body)."""
+        if name in self.query:
+            return self.query[name]
+        body = self.body[0] if isinstance(self.body, list) and self.body else self.body
+        return body.get(name) if isinstance(body, dict) else None
+
+
+class Replay:
+    """Stands in for the venue's HTTP API and records what ccxt sent. A route is
+    `"METHOD /path"` (any query) or `"METHOD /path?query"` (that query only); its answer is the
+    payload the venue documents for it. Anything else gets `NOTHING`."""
+
+    def __init__(self, exchange: CcxtExchange, venue: str) -> None:
+        self.client = exchange.client
+        self.venue = venue
+        self.routes: dict[str, Any] = {}
+        self.requests: list[Request] = []
+        exchange.client.fetch = self.fetch
+
+    async def fetch(
+        self, url: str, method: str = "GET", headers: Any = None, body: Any = None
+    ) -> Any:
+        parts = urlsplit(url)
+        request = Request(
+            method,
+            parts.path,
+            dict(parse_qsl(parts.query)),
+            json.loads(body) if body else None,
+        )
+        self.requests.append(request)
+        route = f"{method} {parts.path}"
+        payload = self.routes.get(f"{route}?{parts.query}", self.routes.get(route))
+        if payload is None:
+            payload = NOTHING[self.venue]
+        text = json.dumps(payload)
+        # what ccxt's own fetch does with an answer before returning it
+        self.client.handle_errors(200, "OK", url, method, {}, text, payload, headers, body)
+        self.client.handle_http_status_code(200, "OK", url, method, text)
+        return copy.deepcopy(payload)
+
+    def sent(self, method: str, path: str) -> list[Request]:
+        return [r for r in self.requests if r.method == method and r.path.startswith(path)]
+
+
+def quiet(exchange: CcxtExchange) -> CcxtExchange:
+    """No waiting where no socket exists: ccxt paces requests client-side and lingers
+    `timeout_on_exit` in close() for aiohttp to drain; with `Replay` there is neither."""
+    exchange.client.enableRateLimit = False
+    exchange.client.timeout_on_exit = 0
+    return exchange
+
+
+def symbol_of(market: str) -> str:
+    return "BTCUSDT" if market == "spot" else "BTCUSDT-PERP"
+
+
+async def connect(venue: str, market: str, *, signed: bool = False) -> tuple[CcxtExchange, Replay]:
+    """A `CcxtExchange` whose venue is `Replay` over the fixtures, its market loaded the real way
+    (ccxt's fetch_markets on the documented instrument payloads, then our load_markets)."""
+    config = CcxtConfig(venue=venue, market=market, **LOOPBACK, **(CREDENTIALS if signed else {}))
+    exchange = quiet(CcxtExchange(config))
+    replay = Replay(exchange, venue)
+    replay.routes.update(fixture_of(venue, "markets")["responses"])
+    replay.routes.update(fixture_of(venue, "orders").get("account", {}))
+    if venue == "bitget":
+        # a classic account: with credentials ccxt probes GET /api/v3/account/settings and, if
+        # that answers, switches every call to the v3 (unified account) API
+        exchange.client.options["uta"] = False
+    try:
+        await exchange.load_markets([symbol_of(market)])
+    except BaseException:
+        await exchange.close()
+        raise
+    return exchange, replay
+
+
+def envelope(venue: str, market: str, order: dict[str, Any]) -> Any:
+    """An order as the venue's order-detail endpoint answers it."""
+    if venue == "bitget":
+        data = [order] if market == "spot" else order  # spot answers a list, mix an object
+        return {"code": "00000", "msg": "success", "requestTime": 1695865300000, "data": data}
+    if venue == "okx":
+        return {"code": "0", "msg": "", "data": [order]}
+    if venue == "bybit":
+        category = "spot" if market == "spot" else "linear"
+        result = {"category": category, "list": [order], "nextPageCursor": ""}
+        return {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": 0}
+    return order  # gate answers the order itself
+
+
+def wire_id(venue: str, client_id: str) -> str:
+    """The client id as the venue stores it (gate's `text` carries a `t-` prefix)."""
+    return VENUES[venue].client_id_prefix + client_id
+
+
+def named(venue: str, request: Request) -> Any:
+    """The client id a request identifies its order by, in the venue's documented field."""
+    if venue == "gate":
+        return request.field("text") if request.method == "POST" else request.path.split("/")[-1]
+    field = {"bitget": "clientOid", "okx": "clOrdId", "bybit": "orderLinkId"}[venue]
+    return request.field(field)
+
+
+def path_of(venue: str, path: str, client_id: str) -> str:
+    return path.replace("{order_id}", wire_id(venue, client_id))
+
+
+def parsed_order(exchange: CcxtExchange, market: str, raw: dict[str, Any]) -> dict[str, Any]:
+    ccxt_market = exchange._markets[symbol_of(market)]
+    return exchange.client.parse_order(copy.deepcopy(raw), ccxt_market)
+
+
+# -- 1. markets ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("market", MARKETS)
+@pytest.mark.parametrize("venue", VENUE_NAMES)
+def test_market_rules_come_from_the_documented_instrument(venue: str, market: str) -> None:
+    symbol = symbol_of(market)
+    want = fixture_of(venue, "markets")["rules"][symbol]
+
+    async def scenario() -> None:
+        exchange, _ = await connect(venue, market)
+        try:
+            rules = exchange._rules_of[symbol]
+            ccxt_market = exchange._markets[symbol]
+        finally:
+            await exchange.close()
+        assert (rules.symbol, rules.base, rules.quote) == (symbol, want["base"], want["quote"])
+        assert rules.market_type is MarketType[want["market_type"]]
+        for name in ("tick_size", "lot_size", "min_qty", "min_notional"):
+            value = getattr(rules, name)
+            assert isinstance(value, Decimal)
+            assert value == d(want[name]), name  # exactly: float noise would not compare equal
+        assert ccxt_market["spot"] is (market == "spot")
+        assert bool(ccxt_market.get("swap")) is (market == "linear")
+        if market == "linear":
+            assert ccxt_market["linear"] is True and ccxt_market["settle"] == "USDT"
+            assert _num(ccxt_market["contractSize"]) == d(want["contract_size"])
+
+    run(scenario)
+
+
+# -- 2. orders ----------------------------------------------------------------------------------
+def _order_cases(check: str) -> list[Any]:
+    """(venue, market, case), an xfail where the case's fixture records a mismatch for `check`."""
+    out = []
+    for venue in VENUE_NAMES:
+        for market in MARKETS:
+            cases = load(f"{venue}_orders.json")[market]["cases"]
+            for case in ORDER_CASES:
+                reason = cases[case].get("known_mismatch", {}).get(check)
+                marks = xfail_unless(reason and f"{venue}: {reason}")
+                out.append(
+                    pytest.param(venue, market, case, marks=marks, id=f"{venue}-{market}-{case}")
+                )
+    return out
+
+
+@pytest.mark.parametrize(("venue", "market", "case"), _order_cases("report"))
+def test_order_payload_becomes_the_report(venue: str, market: str, case: str) -> None:
+    fixture = fixture_of(venue, "orders")[market]
+    raw, want = fixture["cases"][case]["raw"], fixture["cases"][case]["expect"]
+    symbol = symbol_of(market)
+
+    async def scenario() -> None:
+        exchange, _ = await connect(venue, market)
+        try:
+            order = parsed_order(exchange, market, raw)
+            report = exchange._report(order, symbol)
+        finally:
+            await exchange.close()
+        assert report.symbol == symbol
+        assert report.status is OrderStatus[want["status"]]
+        assert report.side is Side[want["side"]]
+        for name in ("price", "qty", "filled_qty", "avg_price"):
+            value = getattr(report, name)
+            assert isinstance(value, Decimal) and value == d(want[name]), name
+        assert report.client_id == want["client_id"]
+        assert report.exchange_id == want["exchange_id"]
+        for flag in ("post_only", "reduce_only"):
+            if flag in want:
+                assert getattr(report, flag) is want[flag], flag
+        if "order_fee" in want:  # the venue carries the order's cumulative fee (we ignore it)
+            fee = order["fee"]
+            assert _num(fee["cost"]) == d(want["order_fee"]["cost"])
+            assert fee["currency"] == want["order_fee"]["currency"]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(("venue", "market", "case"), _order_cases("ts_ms"))
+def test_report_time_is_the_last_update(venue: str, market: str, case: str) -> None:
+    """A fill or a cancel is reported at the time it happened (the engine stamps fills with it)."""
+    fixture = fixture_of(venue, "orders")[market]["cases"][case]
+
+    async def scenario() -> None:
+        exchange, _ = await connect(venue, market)
+        try:
+            order = parsed_order(exchange, market, fixture["raw"])
+            report = exchange._report(order, symbol_of(market))
+        finally:
+            await exchange.close()
+        assert report.ts_ms == fixture["expect"]["ts_ms"]
+
+    run(scenario)
+
+
+def _gate_finish_as() -> list[Any]:
+    out = []
+    for market in MARKETS:
+        table = load("gate_orders.json")[market]["terminal_finish_as"]
+        for finish_as, mismatch in table["values"].items():
+            marks = xfail_unless(mismatch)
+            out.append(pytest.param(market, finish_as, marks=marks, id=f"{market}-{finish_as}"))
+    return out
+
+
+@pytest.mark.parametrize(("market", "finish_as"), _gate_finish_as())
+def test_gate_finished_orders_are_terminal(market: str, finish_as: str) -> None:
+    """Gate says how an order finished in `finish_as` (which ccxt reads before `status`); every
+    documented value is a finished order."""
+    fixture = load("gate_orders.json")[market]
+    raw = copy.deepcopy(fixture["cases"][fixture["terminal_finish_as"]["base"]]["raw"])
+    raw["finish_as"] = finish_as
+
+    async def scenario() -> None:
+        exchange, _ = await connect("gate", market)
+        try:
+            report = exchange._report(parsed_order(exchange, market, raw), symbol_of(market))
+        finally:
+            await exchange.close()
+        assert report.status.is_terminal, f"finish_as {finish_as!r} -> {report.status}"
+
+    run(scenario)
+
+
+def _units_cases() -> list[Any]:
+    out = []
+    for venue in VENUE_NAMES:
+        size = _num(load(f"{venue}_markets.json")["rules"]["BTCUSDT-PERP"]["contract_size"])
+        case = load(f"{venue}_orders.json")["linear"]
+        filled = case["cases"]["filled"]["expect"]["filled_qty"]
+        reason = None
+        if size != 1:
+            reason = UNITS.format(
+                venue=venue, size=size, filled=filled, position=case["position_qty"]
+            )
+        out.append(pytest.param(venue, marks=xfail_unless(reason), id=venue))
+    return out
+
+
+@pytest.mark.parametrize("venue", _units_cases())
+def test_linear_order_and_position_count_in_one_unit(venue: str) -> None:
+    """A filled perpetual order and the position it leaves (the documented position payload for
+    the same exposure) must report the same quantity."""
+    fixture = fixture_of(venue, "orders")["linear"]
+
+    async def scenario() -> None:
+        exchange, _ = await connect(venue, "linear")
+        try:
+            ccxt_market = exchange._markets["BTCUSDT-PERP"]
+            raw_position = fixture["position"]
+
+            async def positions(*_: Any, **__: Any) -> list[dict[str, Any]]:
+                return [exchange.client.parse_position(copy.deepcopy(raw_position), ccxt_market)]
+
+            exchange.client.fetch_positions = positions
+            position = (await exchange.fetch_positions(["BTCUSDT-PERP"]))["BTCUSDT-PERP"]
+            order = parsed_order(exchange, "linear", fixture["cases"]["filled"]["raw"])
+            report = exchange._report(order, "BTCUSDT-PERP")
+        finally:
+            await exchange.close()
+        assert abs(position.qty) == d(fixture["position_qty"])  # documented, in base
+        assert report.filled_qty == abs(position.qty)
+
+    run(scenario)
+
+
+# -- client ids on the wire ---------------------------------------------------------------------
+@pytest.mark.parametrize("venue", _per_venue({"gate": GATE_PATTERN}))
+def test_engine_client_ids_fit_the_venue(venue: str) -> None:
+    shortest = ids.encode("a", "BTCUSDT", 0, Role.OPEN, Side.BUY, 0)
+    longest = ids.encode("zzzzzz", "BTCUSDT-PERP", ids.MIN_LEVEL, Role.CLOSE, Side.BUY, 36**9 - 1)
+    assert len(longest) == 27
+    for client_id in (shortest, longest):
+        assert VENUES[venue].valid_client_id(client_id), client_id
+
+
+@pytest.mark.xfail(
+    reason="gate: ccxt's create_order raises BadRequest when text is over 28 characters counting "
+    "'t-' (gate documents 28 without it, as VENUES['gate'] does), so a valid 29-30 character id "
+    "fails as InvalidOrder before it is sent",
+    raises=errors.InvalidOrder,
+    strict=True,
+)
+def test_gate_sends_its_documented_longest_text() -> None:
+    fixture = fixture_of("gate", "orders")["spot"]
+    client_id = "t-" + ids.encode("zzzzzz", "BTCUSDT", 0, Role.OPEN, Side.BUY, 36**9 - 1)
+    assert len(client_id) == 29 and VENUES["gate"].valid_client_id(client_id)
+
+    async def scenario() -> None:
+        exchange, replay = await connect("gate", "spot", signed=True)
+        replay.routes["POST /api/v4/spot/orders"] = fixture["cases"]["new"]["raw"]
+        request = OrderRequest("BTCUSDT", client_id, Side.BUY, d("60000"), d("0.001"))
+        try:
+            await exchange.place_order(request)
+        finally:
+            await exchange.close()
+        [sent] = replay.sent("POST", "/api/v4/spot/orders")
+        assert sent.field("text") == client_id
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("market", MARKETS)
+@pytest.mark.parametrize("venue", _per_venue({"gate": GATE_PATTERN}))
+def test_place_order_sends_the_client_id_the_venue_documents(venue: str, market: str) -> None:
+    fixture = fixture_of(venue, "orders")[market]
+    client_id, symbol = fixture["client_id"], symbol_of(market)
+    new = fixture["cases"]["new"]
+
+    async def scenario() -> None:
+        exchange, replay = await connect(venue, market, signed=True)
+        create = fixture["create"]
+        response = create["response"]
+        replay.routes[f"{create['method']} {create['path']}"] = (
+            new["raw"] if response == "new" else response
+        )
+        request = OrderRequest(
+            symbol,
+            client_id,
+            Side[new["expect"]["side"]],
+            d(new["expect"]["price"]),
+            d(new["expect"]["qty"]),
+            post_only=True,
+        )
+        try:
+            report = await exchange.place_order(request)
+        finally:
+            await exchange.close()
+        [sent] = replay.sent(create["method"], create["path"])
+        assert named(venue, sent) == wire_id(venue, client_id)
+        assert report.client_id == client_id and report.status is OrderStatus.OPEN
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("market", MARKETS)
+@pytest.mark.parametrize("venue", _per_venue({"gate": GATE_ECHO, "bybit": BYBIT_FETCH}))
+def test_fetch_order_by_client_id(venue: str, market: str) -> None:
+    """The engine resolves an uncertain send by looking the order up by its client id."""
+    fixture = fixture_of(venue, "orders")[market]
+    client_id, symbol = fixture["client_id"], symbol_of(market)
+    detail = fixture["detail"]
+    path = path_of(venue, detail["path"], client_id)
+
+    async def scenario() -> None:
+        exchange, replay = await connect(venue, market, signed=True)
+        replay.routes[f"{detail['method']} {path}"] = envelope(
+            venue, market, fixture["cases"]["new"]["raw"]
+        )
+        try:
+            report = await exchange.fetch_order(symbol, client_id)
+        finally:
+            await exchange.close()
+        [sent] = replay.sent(detail["method"], path)
+        assert named(venue, sent) == wire_id(venue, client_id)
+        assert report.client_id == client_id and report.status is OrderStatus.OPEN
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("market", MARKETS)
+@pytest.mark.parametrize(
+    "venue", _per_venue({"gate": GATE_UNMAPPED_CANCEL, "bybit": BYBIT_LINK_ID})
+)
+def test_cancel_order_names_the_order_by_its_client_id(venue: str, market: str) -> None:
+    fixture = fixture_of(venue, "orders")[market]
+    client_id, symbol = fixture["client_id"], symbol_of(market)
+    cancel, detail = fixture["cancel"], fixture["detail"]
+    canceled = fixture["cases"]["canceled"]["raw"]
+
+    async def scenario() -> None:
+        exchange, replay = await connect(venue, market, signed=True)
+        cancel_path = path_of(venue, cancel["path"], client_id)
+        response = cancel["response"]
+        replay.routes[f"{cancel['method']} {cancel_path}"] = (
+            canceled if response == "canceled" else response
+        )
+        replay.routes[f"{detail['method']} {path_of(venue, detail['path'], client_id)}"] = envelope(
+            venue, market, canceled
+        )
+        report: OrderReport | None = None
+        try:
+            report = await exchange.cancel_order(symbol, client_id)
+        except errors.MMError:
+            pass  # judged by what was sent
+        finally:
+            await exchange.close()
+        prefix = cancel["path"].split("{")[0]
+        [sent] = replay.sent(cancel["method"], prefix)
+        assert named(venue, sent) == wire_id(venue, client_id), sent
+        assert report is not None and report.status is OrderStatus.CANCELED
+
+    run(scenario)
+
+
+@pytest.mark.xfail(
+    reason="bitget: for a client id it does not know, orderInfo answers an empty data list; "
+    "ccxt's fetch_order then builds its OrderNotFound message with `+ id` and id=None (how "
+    "CcxtExchange calls it) raises TypeError, which to_mm maps to ExchangeUnavailable: a lookup "
+    "that should settle 'never placed' is retried as an outage",
+    strict=True,
+)
+def test_bitget_unknown_client_id_is_order_not_found() -> None:
+    fixture = fixture_of("bitget", "orders")["spot"]
+
+    async def scenario() -> None:
+        exchange, replay = await connect("bitget", "spot", signed=True)
+        replay.routes[f"GET {fixture['detail']['path']}"] = fixture["not_found"]["response"]
+        try:
+            with pytest.raises(errors.OrderNotFound):
+                await exchange.fetch_order("BTCUSDT", fixture["client_id"])
+        finally:
+            await exchange.close()
+
+    run(scenario)
+
+
+# -- 3. trades ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("market", MARKETS)
+@pytest.mark.parametrize("venue", VENUE_NAMES)
+def test_trade_payload_becomes_the_fill(venue: str, market: str) -> None:
+    fixture = fixture_of(venue, "trades")[market]
+    want, symbol = fixture["expect"], symbol_of(market)
+    new_order = fixture_of(venue, "orders")[market]["cases"]["new"]["raw"]
+
+    async def scenario() -> None:
+        exchange, _ = await connect(venue, market)
+        try:
+            ccxt_market = exchange._markets[symbol]
+            trade = exchange.client.parse_trade(copy.deepcopy(fixture["raw"]), ccxt_market)
+            # the order was seen first (placed or streamed), so its client id is known
+            known = exchange._report(parsed_order(exchange, market, new_order), symbol)
+
+            async def my_trades(*_: Any, **__: Any) -> list[dict[str, Any]]:
+                return [copy.deepcopy(trade)]
+
+            exchange.client.fetch_my_trades = my_trades
+            [fill] = await exchange.fetch_fills(symbol, 0)
+        finally:
+            await exchange.close()
+        assert (trade["id"], trade["order"], trade["side"]) == (
+            want["id"],
+            want["order"],
+            want["side"],
+        )
+        assert _num(trade["price"]) == d(want["price"])
+        assert _num(trade["amount"]) == d(want["amount"])
+        assert _num(trade["fee"]["cost"]) == d(want["fee_cost"])
+        assert trade["fee"]["currency"] == want["fee_currency"]
+        assert trade["takerOrMaker"] == ("maker" if want["maker"] else "taker")
+        assert trade["timestamp"] == want["ts_ms"]
+        assert (fill.trade_id, fill.exchange_id) == (want["id"], want["order"])
+        assert fill.client_id == known.client_id
+        assert fill.side is Side[want["side"].upper()] and fill.is_maker is want["maker"]
+        for name, key in (("price", "price"), ("qty", "amount"), ("fee", "fee_cost")):
+            value = getattr(fill, name)
+            assert isinstance(value, Decimal) and value == d(want[key]), name
+        assert fill.ts_ms == want["ts_ms"]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("venue", VENUE_NAMES)
+@pytest.mark.xfail(
+    reason="every venue charges a spot buy's fee in the base asset (BTC); CcxtExchange adds "
+    "trade fee costs without their currency, so OrderReport.fee ('the cumulative fee in quote') "
+    "holds 0.0000004 BTC instead of 0.024 USDT",
+    strict=True,
+)
+def test_spot_buy_fee_is_reported_in_quote(venue: str) -> None:
+    trades = fixture_of(venue, "trades")["spot"]
+    partial = fixture_of(venue, "orders")["spot"]["cases"]["partial"]["raw"]
+
+    async def scenario() -> None:
+        exchange, _ = await connect(venue, "spot")
+        try:
+            ccxt_market = exchange._markets["BTCUSDT"]
+            order = parsed_order(exchange, "spot", partial)
+            exchange._report(order, "BTCUSDT")
+            trade = exchange.client.parse_trade(copy.deepcopy(trades["raw"]), ccxt_market)
+            exchange._note_fee(trade)
+            report = exchange._report(parsed_order(exchange, "spot", partial), "BTCUSDT")
+        finally:
+            await exchange.close()
+        assert trades["expect"]["fee_currency"] == "BTC"
+        expect = d(trades["expect"]["fee_cost"]) * d(trades["expect"]["price"])
+        assert report.fee == expect
+
+    run(scenario)
+
+
+# -- 4. errors ----------------------------------------------------------------------------------
+def _error_cases() -> list[Any]:
+    out = []
+    for venue in VENUE_NAMES:
+        for case in load(f"{venue}_errors.json")["cases"]:
+            marks = xfail_unless(case.get("known_mismatch"))
+            out.append(pytest.param(venue, case["case"], marks=marks, id=f"{venue}-{case['case']}"))
+    return out
+
+
+def venue_error(exchange: CcxtExchange, status: int, body: Any) -> Exception:
+    """The ccxt exception a venue's error answer raises (ccxt's own handling, as in `fetch`)."""
+    text = json.dumps(body)
+    url = "http://127.0.0.1:9/order"
+    try:
+        exchange.client.handle_errors(status, "", url, "POST", {}, text, body, {}, "{}")
+        exchange.client.handle_http_status_code(status, "", url, "POST", text)
+    except ccxt.BaseError as e:
+        return e
+    raise AssertionError(f"ccxt raised nothing for {status} {text}")
+
+
+@pytest.mark.parametrize(("venue", "case"), _error_cases())
+def test_documented_error_maps_to_the_right_mm_error(venue: str, case: str) -> None:
+    [spec] = [c for c in load(f"{venue}_errors.json")["cases"] if c["case"] == case]
+    exchange = quiet(CcxtExchange(CcxtConfig(venue=venue, **LOOPBACK)))
+    try:
+        error = venue_error(exchange, spec["http_status"], spec["body"])
+    finally:
+        run(exchange.close)
+    mapped = to_mm(
+        error, VENUES[venue], call=f"{spec['call']} test", changes_state=spec["call"] != "fetch"
+    )
+    assert type(mapped) is getattr(errors, spec["expect"]), f"{type(error).__name__}: {error}"
