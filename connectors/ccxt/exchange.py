@@ -494,7 +494,15 @@ class CcxtExchange:
         self._note_streamed_fee(order, client_id)
         filled = _num(order.get("filled"))
         amount = _num(order.get("amount")) or (request.qty if request else ZERO)
-        status = STATUS.get(str(order.get("status")), OrderStatus.OPEN)
+        raw = order.get("status")
+        reason = ""
+        status = STATUS.get(str(raw)) if raw is not None else OrderStatus.OPEN
+        if status is None:
+            # a status ccxt passed through unmapped is the venue's word for how the order
+            # *finished* (gate's finish_as: "poc", "stp", ...): never report it as working
+            log.warning("%s: venue status %r read as finished", client_id, raw)
+            status = OrderStatus.FILLED if amount and filled >= amount else OrderStatus.CANCELED
+            reason = str(raw)
         if status is OrderStatus.OPEN and filled > 0:
             status = OrderStatus.PARTIALLY_FILLED
         if status is OrderStatus.FILLED and filled < amount:  # "closed" also means cancelled
@@ -513,6 +521,7 @@ class CcxtExchange:
             fee=fee,
             exchange_id=exchange_id,
             ts_ms=int(order.get("lastUpdateTimestamp") or order.get("timestamp") or 0),
+            reason=reason,
             post_only=bool(order.get("postOnly")),
             reduce_only=bool(order.get("reduceOnly")),
         )
