@@ -316,7 +316,7 @@ class CcxtExchange:
 
     async def cancel_order(self, symbol: str, client_id: str) -> OrderReport:
         market = self._market(symbol)
-        params = {self.venue.client_id_param: client_id}
+        params = {self.venue.lookup_param or self.venue.client_id_param: client_id}
         try:
             order = await self._call(
                 f"cancel_order {client_id}",
@@ -350,7 +350,10 @@ class CcxtExchange:
             "fetch_order",
             None,
             market["symbol"],
-            {self.venue.client_id_param: client_id},
+            {
+                self.venue.lookup_param or self.venue.client_id_param: client_id,
+                **self.venue.fetch_params,
+            },
         )
         report = self._report(order, symbol)
         if report.filled_qty > 0 and report.fee == 0:

@@ -24,6 +24,9 @@ class Venue:
     client_id_param: str  # the create_order param carrying our client order id
     client_id_pattern: str  # what the venue accepts (checked before sending)
     client_id_prefix: str = ""  # the venue adds (or requires) it: "t-" on gate
+    # the cancel/fetch param naming an order by client id, when not `client_id_param`
+    lookup_param: str | None = None
+    fetch_params: dict[str, object] = field(default_factory=dict)  # extra params of fetch_order
     post_only_param: dict[str, object] = field(default_factory=lambda: {"postOnly": True})
     reduce_only_param: dict[str, object] = field(default_factory=lambda: {"reduceOnly": True})
     position_mode: str = "one-way"  # the grid assumes one-way (net) positions
@@ -119,6 +122,8 @@ VENUES: dict[str, Venue] = {
         linear_options={"defaultType": "swap", "defaultSubType": "linear"},
         client_id_param="clientOrderId",  # orderLinkId
         client_id_pattern=r"[A-Za-z0-9_-]{1,36}",
+        lookup_param="orderLinkId",  # v5 cancel/query take it by its own name
+        fetch_params={"acknowledged": True},  # ccxt: "I know fetch_order sees recent orders"
         batch_limit=10,
         message_errors=(
             ("OrderLinkedID is duplicate", errors.DuplicateOrder),  # v5 110072

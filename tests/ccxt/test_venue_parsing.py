@@ -63,17 +63,6 @@ GATE_UNMAPPED_CANCEL = (
     "answers ORDER_NOT_FOUND and the order stays on the book (gate accepts the text as "
     "{order_id}: the client id should go there)"
 )
-BYBIT_LINK_ID = (
-    "bybit: VENUES['bybit'].client_id_param is 'clientOrderId'; ccxt's bybit create_order maps it "
-    "to orderLinkId, but cancel_order / fetch_order pass params through, so the venue gets "
-    "'clientOrderId' (not a v5 field) and no orderLinkId"
-)
-BYBIT_FETCH = (
-    "bybit: ccxt's fetch_order on a unified (UTA) account refuses without "
-    "params['acknowledged']=True (ArgumentsRequired -> OrderRejected); on a classic account it "
-    "is NotSupported for spot (-> ConfigError) and sends orderId=None for linear. Either way "
-    "CcxtExchange.fetch_order cannot find an order by client id (and it never sends orderLinkId)"
-)
 GATE_ECHO = (
     "gate: the venue echoes the client id as text 't-<id>' and CcxtExchange._report returns it "
     "as is; VENUES['gate'].client_id_prefix is declared but never stripped, so the engine's id "
@@ -475,7 +464,7 @@ def test_place_order_sends_the_client_id_the_venue_documents(venue: str, market:
 
 
 @pytest.mark.parametrize("market", MARKETS)
-@pytest.mark.parametrize("venue", _per_venue({"gate": GATE_ECHO, "bybit": BYBIT_FETCH}))
+@pytest.mark.parametrize("venue", _per_venue({"gate": GATE_ECHO}))
 def test_fetch_order_by_client_id(venue: str, market: str) -> None:
     """The engine resolves an uncertain send by looking the order up by its client id."""
     fixture = fixture_of(venue, "orders")[market]
@@ -500,9 +489,7 @@ def test_fetch_order_by_client_id(venue: str, market: str) -> None:
 
 
 @pytest.mark.parametrize("market", MARKETS)
-@pytest.mark.parametrize(
-    "venue", _per_venue({"gate": GATE_UNMAPPED_CANCEL, "bybit": BYBIT_LINK_ID})
-)
+@pytest.mark.parametrize("venue", _per_venue({"gate": GATE_UNMAPPED_CANCEL}))
 def test_cancel_order_names_the_order_by_its_client_id(venue: str, market: str) -> None:
     fixture = fixture_of(venue, "orders")[market]
     client_id, symbol = fixture["client_id"], symbol_of(market)
