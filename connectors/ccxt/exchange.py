@@ -287,7 +287,7 @@ class CcxtExchange:
             raise InvalidArgument(
                 f"client id {request.client_id!r} does not fit {self.venue.ccxt_id}'s format"
             )
-        params: dict[str, Any] = {self.venue.client_id_param: request.client_id}
+        params: dict[str, Any] = {self.venue.client_id_param: self.venue.wire_id(request.client_id)}
         if request.post_only:
             params.update(self.venue.post_only_param)
         if request.reduce_only:
@@ -316,12 +316,12 @@ class CcxtExchange:
 
     async def cancel_order(self, symbol: str, client_id: str) -> OrderReport:
         market = self._market(symbol)
-        params = {self.venue.lookup_param or self.venue.client_id_param: client_id}
+        order_id, params = self.venue.lookup(client_id)
         try:
             order = await self._call(
                 f"cancel_order {client_id}",
                 "cancel_order",
-                None,
+                order_id,
                 market["symbol"],
                 params,
                 changes_state=True,
@@ -345,15 +345,13 @@ class CcxtExchange:
 
     async def fetch_order(self, symbol: str, client_id: str) -> OrderReport:
         market = self._market(symbol)
+        order_id, params = self.venue.lookup(client_id)
         order = await self._call(
             f"fetch_order {client_id}",
             "fetch_order",
-            None,
+            order_id,
             market["symbol"],
-            {
-                self.venue.lookup_param or self.venue.client_id_param: client_id,
-                **self.venue.fetch_params,
-            },
+            {**params, **self.venue.fetch_params},
         )
         report = self._report(order, symbol)
         if report.filled_qty > 0 and report.fee == 0:
@@ -414,7 +412,7 @@ class CcxtExchange:
         order = await self._call(
             f"fetch_order #{exchange_id}", "fetch_order", exchange_id, market["symbol"]
         )
-        client_id = str(order.get("clientOrderId") or "")
+        client_id = self.venue.our_id(str(order.get("clientOrderId") or ""))
         if client_id:
             self._cids[exchange_id] = client_id
         return client_id
@@ -486,7 +484,8 @@ class CcxtExchange:
     def _report(
         self, order: dict[str, Any], symbol: str, request: OrderRequest | None = None
     ) -> OrderReport:
-        client_id = str(order.get("clientOrderId") or (request.client_id if request else ""))
+        echoed = self.venue.our_id(str(order.get("clientOrderId") or ""))
+        client_id = echoed or (request.client_id if request else "")
         exchange_id = str(order.get("id") or "")
         if exchange_id and client_id:
             self._cids[exchange_id] = client_id

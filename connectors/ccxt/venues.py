@@ -27,6 +27,7 @@ class Venue:
     # the cancel/fetch param naming an order by client id, when not `client_id_param`
     lookup_param: str | None = None
     fetch_params: dict[str, object] = field(default_factory=dict)  # extra params of fetch_order
+    client_id_in_path: bool = False  # cancel/fetch name the order by client id in the URL path
     post_only_param: dict[str, object] = field(default_factory=lambda: {"postOnly": True})
     reduce_only_param: dict[str, object] = field(default_factory=lambda: {"reduceOnly": True})
     position_mode: str = "one-way"  # the grid assumes one-way (net) positions
@@ -41,7 +42,22 @@ class Venue:
     message_errors: tuple[tuple[str, type[errors.MMError]], ...] = ()
 
     def valid_client_id(self, client_id: str) -> bool:
-        return re.fullmatch(self.client_id_pattern, client_id) is not None
+        return re.fullmatch(self.client_id_pattern, self.wire_id(client_id)) is not None
+
+    def wire_id(self, client_id: str) -> str:
+        """Our client id as the venue sees it (gate: with its required `t-`)."""
+        prefix = self.client_id_prefix
+        return client_id if client_id.startswith(prefix) else prefix + client_id
+
+    def our_id(self, wire_id: str) -> str:
+        """The venue's echo of a client id, back to ours."""
+        return wire_id.removeprefix(self.client_id_prefix) if self.client_id_prefix else wire_id
+
+    def lookup(self, client_id: str) -> tuple[str | None, dict[str, object]]:
+        """(the id argument, params) of ccxt's cancel_order / fetch_order for a client id."""
+        if self.client_id_in_path:
+            return self.wire_id(client_id), {}
+        return None, {self.lookup_param or self.client_id_param: self.wire_id(client_id)}
 
 
 VENUES: dict[str, Venue] = {
@@ -100,6 +116,7 @@ VENUES: dict[str, Venue] = {
         client_id_param="text",  # gate's order "text", which must start with "t-"
         client_id_pattern=r"t-[A-Za-z0-9_.-]{1,28}",
         client_id_prefix="t-",
+        client_id_in_path=True,  # /orders/{order_id} accepts the text (t-...) as the id
         post_only_param={"timeInForce": "PO"},
         batch_limit=10,
         message_errors=(("DUPLICATE", errors.DuplicateOrder),),
