@@ -42,12 +42,10 @@ import math
 import multiprocessing
 import os
 import random
-import signal
-import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal as D
 from multiprocessing.connection import Connection
@@ -67,6 +65,7 @@ from connectors.emulator.server import running  # noqa: E402
 from connectors.simulated.exchange import SimConfig, SimulatedExchange  # noqa: E402
 from mm.core.model import MarketRules, OrderRequest, PriceTick, Side  # noqa: E402
 from mm.engine.clock import SystemClock  # noqa: E402
+from scripts.benchlib import cpu_s, install_sigterm, percentile, reap, summary  # noqa: E402
 from scripts.machine import describe  # noqa: E402
 
 KEY = "bench-ccxt-key-0001"
@@ -76,7 +75,6 @@ STREAM_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 PRICE = D("30000.00")  # the market starts at 65,000: a post-only buy here rests
 QTY = D("0.001")  # 30 USDT, above the 5 USDT minimum notional
 WALK_TICKS = 50  # the driven prices stay within this many ticks of their start
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 FIRST_TICK_TIMEOUT_S = 10.0
 DRAIN_QUIET_S = 0.5  # the stream counts as drained after this long without a message
 DRAIN_TIMEOUT_S = 10.0
@@ -102,31 +100,6 @@ QUICK = Sizes(
 
 
 # -- numbers -------------------------------------------------------------------------------------
-def percentile(samples: Sequence[float], q: float) -> float:
-    """Nearest rank (as bench_grpc.py, bench_ray.py and `LatencyStats.percentile` compute it)."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def summary(samples_ms: Sequence[float], wall_s: float) -> dict[str, float]:
-    return {
-        "calls": len(samples_ms),
-        "p50_ms": percentile(samples_ms, 0.50),
-        "p99_ms": percentile(samples_ms, 0.99),
-        "mean_ms": statistics.fmean(samples_ms),
-        "max_ms": max(samples_ms),
-        "calls_per_s": len(samples_ms) / wall_s,
-    }
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc; 0 if unreadable)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 # -- orders --------------------------------------------------------------------------------------
@@ -295,17 +268,7 @@ def server_process(start_timeout_s: float = 30.0) -> Iterator[Server]:
         with contextlib.suppress(OSError):
             conn.send(("stop",))
         conn.close()
-        _reap(process)
-
-
-def _reap(process: Any) -> None:
-    process.join(5)
-    if process.is_alive():
-        process.terminate()
-        process.join(3)
-    if process.is_alive():
-        process.kill()
-        process.join()
+        reap(process)
 
 
 # -- clients -------------------------------------------------------------------------------------
@@ -750,11 +713,6 @@ def print_ticks(t: dict[str, Any], sizes: Sizes) -> None:
         f" ({per_symbol}; {total['conflated_in_ccxt']:,} conflated by ccxt)\n"
         f"  last price yielded vs the venue's final price: {finals}"
     )
-
-
-def install_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so the `finally` blocks stop the emulator process."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
 def main() -> None:

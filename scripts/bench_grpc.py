@@ -34,14 +34,12 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import multiprocessing
 import os
-import signal
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal as D
 from multiprocessing.connection import Connection
@@ -58,6 +56,7 @@ from connectors.remote.server import ExchangeConnector, ServerConfig  # noqa: E4
 from connectors.simulated.exchange import SimConfig, SimulatedExchange  # noqa: E402
 from mm.core.model import OrderReport, OrderRequest, Side  # noqa: E402
 from mm.engine.clock import SystemClock  # noqa: E402
+from scripts.benchlib import cpu_s, install_sigterm, reap, summary  # noqa: E402
 from scripts.machine import describe  # noqa: E402
 
 SYMBOL = "BTCUSDT"
@@ -66,7 +65,6 @@ QTY = D("0.001")  # 30 USDT, above the 5 USDT minimum notional
 BURST_CHUNK = 100  # orders placed+canceled between two turns of the server's event loop
 STREAM_BUFFER = ServerConfig().stream_buffer
 MAX_STREAM_BATCH = ServerConfig().max_stream_batch
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONSUME_TIMEOUT_S = 30.0
 
 
@@ -84,31 +82,6 @@ QUICK = Sizes(warmup=50, calls=300, health_calls=200, burst=500, warmup_burst=50
 
 
 # -- numbers -------------------------------------------------------------------------------------
-def percentile(samples: Sequence[float], q: float) -> float:
-    """Nearest rank (as bench_ray.py and `LatencyStats.percentile` compute it)."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def summary(samples_ms: Sequence[float], wall_s: float) -> dict[str, float]:
-    return {
-        "calls": len(samples_ms),
-        "p50_ms": percentile(samples_ms, 0.50),
-        "p99_ms": percentile(samples_ms, 0.99),
-        "mean_ms": statistics.fmean(samples_ms),
-        "max_ms": max(samples_ms),
-        "calls_per_s": len(samples_ms) / wall_s,
-    }
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc; 0 if unreadable)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def tcp_connections_to(port: int) -> int:
@@ -233,17 +206,7 @@ def server_process(start_timeout_s: float = 30.0) -> Iterator[Server]:
         with contextlib.suppress(OSError):
             conn.send(("stop",))
         conn.close()
-        _reap(process)
-
-
-def _reap(process: Any) -> None:
-    process.join(5)
-    if process.is_alive():
-        process.terminate()
-        process.join(3)
-    if process.is_alive():
-        process.kill()
-        process.join()
+        reap(process)
 
 
 # -- unary round trips ---------------------------------------------------------------------------
@@ -478,11 +441,6 @@ def report(results: dict[str, Any], sizes: Sizes) -> None:
     )
     for r in results["streams"]:
         print_stream(r)
-
-
-def install_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so the `finally` blocks stop the server process."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
 def main() -> None:
