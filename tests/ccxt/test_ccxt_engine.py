@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -45,15 +44,15 @@ from mm.engine.symbol_engine import EngineConfig, EngineState, SymbolEngine
 from mm.ports import Exchange
 from mm.store.journal import Journal
 from tests.ccxt.rig import ccxt_binance
-from tests.helpers import T0, check_invariants, eventually, grid, run
+from tests.helpers import T0, eventually, grid, run
 from tests.remote.test_remote_engine import (
     RECONCILE_EVERY,
     SEED,
     START,
     STEP_MS,
-    STRATEGY,
     Outcome,
     RecordingHub,
+    outcome,
     price_path,
 )
 
@@ -199,26 +198,7 @@ async def trade(
     finally:
         await feed.close()
 
-    positions = await sim.fetch_positions([symbol])
-    return Outcome(
-        fills=journal.fills(symbol),
-        orders=[replace(o, exchange_id="") for o in journal.orders(symbol)],
-        totals=engine.pm.totals,
-        journal_totals=journal.load(symbol).totals,
-        inventory=engine.pm.inventory_qty(),
-        balances={a: (b.free, b.locked) for a, b in (await sim.fetch_balances()).items()},
-        positions={s: p.qty for s, p in positions.items()},
-        venue_fills=[
-            replace(f, trade_id="", exchange_id="") for f in await sim.fetch_fills(symbol, 0)
-        ],
-        open_orders=sorted(
-            (o.client_id, o.side.value, o.price, o.qty, o.status.value)
-            for o in await sim.fetch_open_orders(symbol)
-        ),
-        invariants=check_invariants(journal, sim, symbol, STRATEGY),
-        updates=len(feed.got),
-        seconds=time.perf_counter() - started,
-    )
+    return await outcome(sim, journal, engine, symbol, len(feed.got), started)
 
 
 async def direct(tmp: Path, ratio: D, params: GridParams, path: list[D]) -> Outcome:

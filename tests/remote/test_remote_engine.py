@@ -182,6 +182,18 @@ async def trade(
     finally:
         await feed.close()
 
+    return await outcome(sim, journal, engine, symbol, len(feed.got), started)
+
+
+async def outcome(
+    sim: SimulatedExchange,
+    journal: Journal,
+    engine: SymbolEngine,
+    symbol: str,
+    updates: int,
+    started: float,
+) -> Outcome:
+    """What a run ended with, venue-assigned ids left out (see `Outcome`)."""
     positions = await sim.fetch_positions([symbol])
     return Outcome(
         fills=journal.fills(symbol),
@@ -199,7 +211,7 @@ async def trade(
             for o in await sim.fetch_open_orders(symbol)
         ),
         invariants=check_invariants(journal, sim, symbol, STRATEGY),
-        updates=len(feed.got),
+        updates=updates,
         seconds=time.perf_counter() - started,
     )
 
