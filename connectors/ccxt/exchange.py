@@ -522,7 +522,12 @@ class CcxtExchange:
             avg_price=_num(order.get("average")) if filled else ZERO,
             fee=fee,
             exchange_id=exchange_id,
-            ts_ms=int(order.get("lastUpdateTimestamp") or order.get("timestamp") or 0),
+            ts_ms=int(
+                order.get("lastUpdateTimestamp")
+                or order.get("lastTradeTimestamp")  # gate puts its update time here
+                or order.get("timestamp")
+                or 0
+            ),
             reason=reason,
             post_only=bool(order.get("postOnly")),
             reduce_only=bool(order.get("reduceOnly")),
