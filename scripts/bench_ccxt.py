@@ -39,7 +39,6 @@ import hashlib
 import hmac
 import json
 import math
-import multiprocessing
 import os
 import random
 import sys
@@ -65,7 +64,13 @@ from connectors.emulator.server import running  # noqa: E402
 from connectors.simulated.exchange import SimConfig, SimulatedExchange  # noqa: E402
 from mm.core.model import MarketRules, OrderRequest, PriceTick, Side  # noqa: E402
 from mm.engine.clock import SystemClock  # noqa: E402
-from scripts.benchlib import cpu_s, install_sigterm, percentile, reap, summary  # noqa: E402
+from scripts.benchlib import (  # noqa: E402
+    cpu_s,
+    install_sigterm,
+    percentile,
+    spawned,
+    summary,
+)
 from scripts.machine import describe  # noqa: E402
 
 KEY = "bench-ccxt-key-0001"
@@ -252,23 +257,8 @@ class Server:
 @contextlib.contextmanager
 def server_process(start_timeout_s: float = 30.0) -> Iterator[Server]:
     """The emulator in a spawned process; always stopped (then terminated, then killed)."""
-    ctx = multiprocessing.get_context("spawn")
-    conn, child_conn = ctx.Pipe()
-    process = ctx.Process(target=serve, args=(child_conn,), name="bench-ccxt-emulator", daemon=True)
-    process.start()
-    child_conn.close()
-    try:
-        if not conn.poll(start_timeout_s):
-            raise TimeoutError(f"emulator process not ready in {start_timeout_s} s")
-        kind, value = conn.recv()
-        if kind != "ready":
-            raise RuntimeError(f"emulator process failed: {value}")
+    with spawned(serve, "bench-ccxt-emulator", start_timeout_s) as (process, conn, value):
         yield Server(process, conn, value)
-    finally:
-        with contextlib.suppress(OSError):
-            conn.send(("stop",))
-        conn.close()
-        reap(process)
 
 
 # -- clients -------------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import statistics
 import sys
@@ -56,7 +55,7 @@ from connectors.remote.server import ExchangeConnector, ServerConfig  # noqa: E4
 from connectors.simulated.exchange import SimConfig, SimulatedExchange  # noqa: E402
 from mm.core.model import OrderReport, OrderRequest, Side  # noqa: E402
 from mm.engine.clock import SystemClock  # noqa: E402
-from scripts.benchlib import cpu_s, install_sigterm, reap, summary  # noqa: E402
+from scripts.benchlib import cpu_s, install_sigterm, spawned, summary  # noqa: E402
 from scripts.machine import describe  # noqa: E402
 
 SYMBOL = "BTCUSDT"
@@ -190,23 +189,8 @@ class Server:
 @contextlib.contextmanager
 def server_process(start_timeout_s: float = 30.0) -> Iterator[Server]:
     """The connector in a spawned process; always stopped (then terminated, then killed)."""
-    ctx = multiprocessing.get_context("spawn")
-    conn, child_conn = ctx.Pipe()
-    process = ctx.Process(target=serve, args=(child_conn,), name="bench-grpc-server", daemon=True)
-    process.start()
-    child_conn.close()
-    try:
-        if not conn.poll(start_timeout_s):
-            raise TimeoutError(f"server process not ready in {start_timeout_s} s")
-        kind, value = conn.recv()
-        if kind != "ready":
-            raise RuntimeError(f"server process failed: {value}")
+    with spawned(serve, "bench-grpc-server", start_timeout_s) as (process, conn, value):
         yield Server(process, conn, value)
-    finally:
-        with contextlib.suppress(OSError):
-            conn.send(("stop",))
-        conn.close()
-        reap(process)
 
 
 # -- unary round trips ---------------------------------------------------------------------------

@@ -6,12 +6,14 @@ bench_ray.py), reads a process's CPU seconds, and stops a child process for sure
 
 from __future__ import annotations
 
+import contextlib
 import math
+import multiprocessing
 import os
 import signal
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -58,3 +60,28 @@ def reap(process: Any) -> None:
 def install_sigterm() -> None:
     """SIGTERM unwinds like Ctrl-C, so `finally` blocks stop the child processes."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
+@contextlib.contextmanager
+def spawned(
+    target: Callable[[Any], None], name: str, start_timeout_s: float = 30.0
+) -> Iterator[tuple[Any, Any, Any]]:
+    """Run `target(conn)` in a spawned process that answers ("ready", value) or ("error", why)
+    on the pipe; yields (process, conn, value). Always sends ("stop",), then reaps it."""
+    ctx = multiprocessing.get_context("spawn")
+    conn, child_conn = ctx.Pipe()
+    process = ctx.Process(target=target, args=(child_conn,), name=name, daemon=True)
+    process.start()
+    child_conn.close()
+    try:
+        if not conn.poll(start_timeout_s):
+            raise TimeoutError(f"{name} not ready in {start_timeout_s} s")
+        kind, value = conn.recv()
+        if kind != "ready":
+            raise RuntimeError(f"{name} failed: {value}")
+        yield process, conn, value
+    finally:
+        with contextlib.suppress(OSError):
+            conn.send(("stop",))
+        conn.close()
+        reap(process)
