@@ -28,6 +28,10 @@ class Venue:
     lookup_param: str | None = None
     fetch_params: dict[str, object] = field(default_factory=dict)  # extra params of fetch_order
     client_id_in_path: bool = False  # cancel/fetch name the order by client id in the URL path
+    # cancel/fetch also hand ccxt the client id as their `id` argument: bitget's fetch_order
+    # sends the client id param but names `id` in its OrderNotFound message, and None there
+    # raises TypeError instead (an unknown order would read as an outage)
+    lookup_names_id: bool = False
     post_only_param: dict[str, object] = field(default_factory=lambda: {"postOnly": True})
     reduce_only_param: dict[str, object] = field(default_factory=lambda: {"reduceOnly": True})
     position_mode: str = "one-way"  # the grid assumes one-way (net) positions
@@ -55,9 +59,11 @@ class Venue:
 
     def lookup(self, client_id: str) -> tuple[str | None, dict[str, object]]:
         """(the id argument, params) of ccxt's cancel_order / fetch_order for a client id."""
+        wire = self.wire_id(client_id)
         if self.client_id_in_path:
-            return self.wire_id(client_id), {}
-        return None, {self.lookup_param or self.client_id_param: self.wire_id(client_id)}
+            return wire, {}
+        params: dict[str, object] = {self.lookup_param or self.client_id_param: wire}
+        return (wire if self.lookup_names_id else None), params
 
 
 VENUES: dict[str, Venue] = {
@@ -103,6 +109,7 @@ VENUES: dict[str, Venue] = {
         linear_options={"defaultType": "swap", "defaultSubType": "linear"},
         client_id_param="clientOrderId",  # clientOid
         client_id_pattern=r"[A-Za-z0-9_#:.-]{1,50}",
+        lookup_names_id=True,
         batch_limit=50,
         message_errors=(
             ("Duplicate clientOid", errors.DuplicateOrder),

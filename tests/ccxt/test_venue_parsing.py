@@ -505,14 +505,10 @@ def test_cancel_order_names_the_order_by_its_client_id(venue: str, market: str) 
     run(scenario)
 
 
-@pytest.mark.xfail(
-    reason="bitget: for a client id it does not know, orderInfo answers an empty data list; "
-    "ccxt's fetch_order then builds its OrderNotFound message with `+ id` and id=None (how "
-    "CcxtExchange calls it) raises TypeError, which to_mm maps to ExchangeUnavailable: a lookup "
-    "that should settle 'never placed' is retried as an outage",
-    strict=True,
-)
 def test_bitget_unknown_client_id_is_order_not_found() -> None:
+    """For a client id it does not know, orderInfo answers an empty data list; ccxt's fetch_order
+    names its `id` argument in the OrderNotFound it raises (id=None would be a TypeError, read
+    as an outage): the lookup settles 'never placed'."""
     fixture = fixture_of("bitget", "orders")["spot"]
 
     async def scenario() -> None:
@@ -523,6 +519,8 @@ def test_bitget_unknown_client_id_is_order_not_found() -> None:
                 await exchange.fetch_order("BTCUSDT", fixture["client_id"])
         finally:
             await exchange.close()
+        [sent] = replay.sent("GET", fixture["detail"]["path"])
+        assert (sent.field("clientOid"), sent.field("orderId")) == (fixture["client_id"], None)
 
     run(scenario)
 
