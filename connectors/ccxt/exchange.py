@@ -287,7 +287,9 @@ class CcxtExchange:
             raise InvalidArgument(
                 f"client id {request.client_id!r} does not fit {self.venue.ccxt_id}'s format"
             )
-        params: dict[str, Any] = {self.venue.client_id_param: self.venue.wire_id(request.client_id)}
+        params: dict[str, Any] = {
+            self.venue.client_id_param: self.venue.create_id(request.client_id)
+        }
         if request.post_only:
             params.update(self.venue.post_only_param)
         if request.reduce_only:

@@ -24,6 +24,11 @@ class Venue:
     client_id_param: str  # the create_order param carrying our client order id
     client_id_pattern: str  # what the venue accepts (checked before sending)
     client_id_prefix: str = ""  # the venue adds (or requires) it: "t-" on gate
+    # create_order's `client_id_param` is handed the id without `client_id_prefix`: ccxt adds
+    # the prefix (to an id not starting with its first letter) and checks the venue's length
+    # limit on the id without it (gate: 28); handed the prefixed id, it counts the prefix and
+    # refuses a valid 29-30 character one. (Gate's own `text` param would be sent verbatim.)
+    ccxt_adds_prefix: bool = False
     # the cancel/fetch param naming an order by client id, when not `client_id_param`
     lookup_param: str | None = None
     fetch_params: dict[str, object] = field(default_factory=dict)  # extra params of fetch_order
@@ -46,7 +51,18 @@ class Venue:
     message_errors: tuple[tuple[str, type[errors.MMError]], ...] = ()
 
     def valid_client_id(self, client_id: str) -> bool:
-        return re.fullmatch(self.client_id_pattern, self.wire_id(client_id)) is not None
+        if re.fullmatch(self.client_id_pattern, self.wire_id(client_id)) is None:
+            return False
+        # ccxt would send an id that starts with the prefix's first letter without the prefix
+        return not (
+            self.ccxt_adds_prefix and self.create_id(client_id).startswith(self.client_id_prefix[0])
+        )
+
+    def create_id(self, client_id: str) -> str:
+        """Our client id as create_order's param is handed it (see `ccxt_adds_prefix`); the
+        venue stores `wire_id` either way."""
+        wire = self.wire_id(client_id)
+        return wire.removeprefix(self.client_id_prefix) if self.ccxt_adds_prefix else wire
 
     def wire_id(self, client_id: str) -> str:
         """Our client id as the venue sees it (gate: with its required `t-`)."""
@@ -120,9 +136,10 @@ VENUES: dict[str, Venue] = {
         ccxt_id="gate",
         spot_options={"defaultType": "spot"},
         linear_options={"defaultType": "swap", "defaultSettle": "usdt"},
-        client_id_param="text",  # gate's order "text", which must start with "t-"
+        client_id_param="clientOrderId",  # sent as gate's order "text" (which starts "t-")
         client_id_pattern=r"t-[A-Za-z0-9_.-]{1,28}",
         client_id_prefix="t-",
+        ccxt_adds_prefix=True,
         client_id_in_path=True,  # /orders/{order_id} accepts the text (t-...) as the id
         post_only_param={"timeInForce": "PO"},
         batch_limit=10,
