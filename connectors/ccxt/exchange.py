@@ -13,8 +13,10 @@ hard-code any precision, asset or symbol.
 - Streams: each `watch_*` call is bounded by `stale_after_s`; no message in that time means the
   stream is dead even if the socket looks open (`StreamDisconnected`). The caller resubscribes
   (ccxt reconnects on the next watch) and gap-fills over REST, as for every venue.
-- Fees: the cumulative fee of an order is the sum of its trades' fees, learned from the order
-  stream and from `fetch_my_trades` (a venue's order query does not carry it).
+- Fees: the cumulative fee of an order is the sum of its trades' fees in quote, learned from the
+  order stream and from `fetch_my_trades` (a venue's order query does not carry it); a fee in
+  base is converted at its trade's price, one in another asset is kept apart (`fees.py`). A
+  `Fill`'s fee is in quote the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import ccxt.pro as ccxtpro
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
 from connectors.ccxt.errors import to_mm
+from connectors.ccxt.fees import FeeBook, in_quote
 from connectors.ccxt.venues import VENUES, Venue
 from mm.core.model import (
     ZERO,
@@ -170,7 +173,7 @@ class CcxtExchange:
         self._queues: set[asyncio.Queue[Any]] = set()  # open order streams (ended on close)
         self._ours: dict[str, str] = {}  # ccxt symbol -> our symbol
         self._cids: dict[str, str] = {}  # exchange order id -> client id
-        self._fees: dict[str, dict[str, Decimal]] = {}  # client id -> trade id -> fee
+        self._fees = FeeBook()
         self._pause_until = 0.0
         self._pending: set[asyncio.Future[None]] = set()  # subscriptions not yet confirmed
         self._pumps: set[asyncio.Task[None]] = set()
@@ -371,7 +374,7 @@ class CcxtExchange:
             {"orderId": exchange_id},
         )
         for trade in trades:
-            self._note_fee(trade)
+            self._note_fee(trade, symbol)
 
     async def fetch_open_orders(self, symbol: str) -> list[OrderReport]:
         market = self._market(symbol)
@@ -389,9 +392,9 @@ class CcxtExchange:
         for trade in sorted(trades, key=lambda t: (t["timestamp"] or 0, str(t["id"]))):
             if (trade["timestamp"] or 0) < since_ms:
                 continue
-            self._note_fee(trade)
             exchange_id = str(trade["order"])
             client_id = self._cids.get(exchange_id) or await self._client_id_of(symbol, exchange_id)
+            fee = self._note_fee(trade, symbol)
             fills.append(
                 Fill(
                     symbol=symbol,
@@ -401,7 +404,7 @@ class CcxtExchange:
                     side=Side.BUY if trade["side"] == "buy" else Side.SELL,
                     price=_num(trade["price"]),
                     qty=_num(trade["amount"]),
-                    fee=_num((trade.get("fee") or {}).get("cost")),
+                    fee=fee or ZERO,  # in quote (a fee in another asset is not: fees_elsewhere)
                     ts_ms=int(trade["timestamp"] or 0),
                     is_maker=trade.get("takerOrMaker") == "maker",
                 )
@@ -462,26 +465,38 @@ class CcxtExchange:
             return HealthReport(False, str(e), (time.perf_counter() - start) * 1000)
         return HealthReport(True, "", (time.perf_counter() - start) * 1000)
 
-    # -- conversion -------------------------------------------------------------------------------
-    def _note_fee(self, trade: dict[str, Any]) -> None:
-        exchange_id = str(trade.get("order") or "")
-        client_id = self._cids.get(exchange_id)
-        if client_id is None or trade.get("id") is None:
-            return
-        fee = (trade.get("fee") or {}).get("cost")
-        self._fees.setdefault(client_id, {})[str(trade["id"])] = _num(fee)
+    def fees_elsewhere(self) -> dict[str, Decimal]:
+        """Fees charged in an asset other than the market's base or quote (e.g. BNB), summed per
+        asset since start: they are in no `OrderReport.fee` or `Fill.fee`, which are in quote."""
+        return self._fees.elsewhere()
 
-    def _note_streamed_fee(self, order: dict[str, Any], client_id: str) -> None:
-        """A streamed update names the trade it reports and that trade's own fee (ccxt's
-        order-level "fee" is a running total once it has cached the order: not usable here)."""
-        id_key, fee_key = self.venue.ws_trade_id, self.venue.ws_trade_fee
-        info = order.get("info") or {}
-        if id_key is None or fee_key is None or not client_id:
+    # -- conversion -------------------------------------------------------------------------------
+    def _note_fee(self, trade: dict[str, Any], symbol: str) -> Decimal | None:
+        """Records a trade's fee against its order; returns it in quote (None: another asset)."""
+        fee = trade.get("fee") or {}
+        cost, currency, price = _num(fee.get("cost")), fee.get("currency"), _num(trade.get("price"))
+        client_id = self._cids.get(str(trade.get("order") or ""))
+        if client_id is None or trade.get("id") is None:
+            return in_quote(cost, currency, price, self._rules_of[symbol])
+        return self._fees.note(
+            client_id, str(trade["id"]), cost, currency, price, self._rules_of[symbol]
+        )
+
+    def _note_streamed_fee(self, order: dict[str, Any], client_id: str, symbol: str) -> None:
+        """A streamed update names the trade it reports, that trade's own fee, its asset and
+        the trade's price (ccxt's order-level "fee" is a running total once it has cached the
+        order: not usable here)."""
+        venue, info = self.venue, order.get("info") or {}
+        if venue.ws_trade_id is None or venue.ws_trade_fee is None or not client_id:
             return
-        trade_id, fee = info.get(id_key), info.get(fee_key)
+        trade_id, fee = info.get(venue.ws_trade_id), info.get(venue.ws_trade_fee)
         if trade_id in (None, -1, "-1", "") or fee in (None, ""):
             return
-        self._fees.setdefault(client_id, {})[str(trade_id)] = _num(fee)
+        asset = info.get(venue.ws_trade_fee_asset) if venue.ws_trade_fee_asset else None
+        price = _num(info.get(venue.ws_trade_price)) if venue.ws_trade_price else ZERO
+        self._fees.note(
+            client_id, str(trade_id), _num(fee), asset or None, price, self._rules_of[symbol]
+        )
 
     def _report(
         self, order: dict[str, Any], symbol: str, request: OrderRequest | None = None
@@ -494,8 +509,8 @@ class CcxtExchange:
         for trade in order.get("trades") or ():
             if not trade.get("order"):  # ccxt leaves it None on trades inside an order
                 trade["order"] = exchange_id
-            self._note_fee(trade)
-        self._note_streamed_fee(order, client_id)
+            self._note_fee(trade, symbol)
+        self._note_streamed_fee(order, client_id, symbol)
         filled = _num(order.get("filled"))
         amount = _num(order.get("amount")) or (request.qty if request else ZERO)
         raw = order.get("status")
@@ -511,7 +526,7 @@ class CcxtExchange:
             status = OrderStatus.PARTIALLY_FILLED
         if status is OrderStatus.FILLED and filled < amount:  # "closed" also means cancelled
             status = OrderStatus.CANCELED
-        fee = sum(self._fees.get(client_id, {}).values(), ZERO)
+        fee = self._fees.total(client_id)
         side = order.get("side") or (request.side.value.lower() if request else "buy")
         return OrderReport(
             symbol=symbol,

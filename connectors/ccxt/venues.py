@@ -46,6 +46,8 @@ class Venue:
     # that trade's fee; the order's cumulative fee is the sum over its trades)
     ws_trade_id: str | None = None
     ws_trade_fee: str | None = None  # the raw field with that trade's own fee
+    ws_trade_fee_asset: str | None = None  # the raw field naming the asset of that fee
+    ws_trade_price: str | None = None  # the raw field with that trade's price
     # (substring of the venue's message or code, error) checked before ccxt's class: ccxt maps
     # these to a broad class (e.g. binance's duplicate id is just InvalidOrder)
     message_errors: tuple[tuple[str, type[errors.MMError]], ...] = ()
@@ -102,6 +104,8 @@ VENUES: dict[str, Venue] = {
         batch_limit=5,  # futures batchOrders; spot places one by one
         ws_trade_id="t",  # executionReport / ORDER_TRADE_UPDATE "t" (-1: no trade)
         ws_trade_fee="n",  # that trade's commission (ccxt's order "fee" is a running total)
+        ws_trade_fee_asset="N",  # the commission asset
+        ws_trade_price="L",  # the last filled price
         message_errors=(
             ("Duplicate order sent", errors.DuplicateOrder),
             ("ClientOrderId is duplicated", errors.DuplicateOrder),  # USD-M -4116

@@ -565,7 +565,7 @@ def test_trade_payload_becomes_the_fill(venue: str, market: str) -> None:
         assert (fill.trade_id, fill.exchange_id) == (want["id"], want["order"])
         assert fill.client_id == known.client_id
         assert fill.side is Side[want["side"].upper()] and fill.is_maker is want["maker"]
-        for name, key in (("price", "price"), ("qty", "amount"), ("fee", "fee_cost")):
+        for name, key in (("price", "price"), ("qty", "amount"), ("fee", "fill_fee")):
             value = getattr(fill, name)
             assert isinstance(value, Decimal) and value == d(want[key]), name
         assert fill.ts_ms == want["ts_ms"]
@@ -574,13 +574,9 @@ def test_trade_payload_becomes_the_fill(venue: str, market: str) -> None:
 
 
 @pytest.mark.parametrize("venue", VENUE_NAMES)
-@pytest.mark.xfail(
-    reason="every venue charges a spot buy's fee in the base asset (BTC); CcxtExchange adds "
-    "trade fee costs without their currency, so OrderReport.fee ('the cumulative fee in quote') "
-    "holds 0.0000004 BTC instead of 0.024 USDT",
-    strict=True,
-)
 def test_spot_buy_fee_is_reported_in_quote(venue: str) -> None:
+    """Every venue charges a spot buy's fee in the base asset (BTC); OrderReport.fee is the
+    cumulative fee in quote: the BTC fee at the trade's price."""
     trades = fixture_of(venue, "trades")["spot"]
     partial = fixture_of(venue, "orders")["spot"]["cases"]["partial"]["raw"]
 
@@ -591,7 +587,7 @@ def test_spot_buy_fee_is_reported_in_quote(venue: str) -> None:
             order = parsed_order(exchange, "spot", partial)
             exchange._report(order, "BTCUSDT")
             trade = exchange.client.parse_trade(copy.deepcopy(trades["raw"]), ccxt_market)
-            exchange._note_fee(trade)
+            exchange._note_fee(trade, "BTCUSDT")
             report = exchange._report(parsed_order(exchange, "spot", partial), "BTCUSDT")
         finally:
             await exchange.close()
