@@ -13,6 +13,10 @@ hard-code any precision, asset or symbol.
 - Streams: each `watch_*` call is bounded by `stale_after_s`; no message in that time means the
   stream is dead even if the socket looks open (`StreamDisconnected`). The caller resubscribes
   (ccxt reconnects on the next watch) and gap-fills over REST, as for every venue.
+- Units: quantities are in base everywhere in our model; gate and okx count linear orders,
+  trades and positions in contracts (`contractSize` base each), so they are converted here, both
+  ways, and the market's lot and min qty are given in base too. An order must be whole lots of
+  contracts (the lot check in base says the same), so the division is exact.
 - Fees: the cumulative fee of an order is the sum of its trades' fees in quote, learned from the
   order stream and from `fetch_my_trades` (a venue's order query does not carry it); a fee in
   base is converted at its trade's price, one in another asset is kept apart (`fees.py`). A
@@ -67,6 +71,7 @@ from mm.ports import HealthReport
 
 log = logging.getLogger(__name__)
 PERP = "-PERP"
+ONE = Decimal(1)
 STATUS = {
     "open": OrderStatus.OPEN,
     "closed": OrderStatus.FILLED,
@@ -106,6 +111,15 @@ def _num(value: Any) -> Decimal:
     if isinstance(value, float):
         return Decimal(repr(value))
     return Decimal(str(value))
+
+
+def _in_base(amount: Decimal, size: Decimal) -> Decimal:
+    """A venue amount (contracts of `size` base) in base, exactly; without the trailing zeros a
+    float contract size such as 1.0 x 0.0001 would add. Size 1 passes the amount through."""
+    if size == ONE:
+        return amount
+    value = amount * size
+    return value.quantize(ONE) if value == value.to_integral_value() else value.normalize()
 
 
 def _seconds(value: Any) -> float | None:
@@ -170,6 +184,7 @@ class CcxtExchange:
                 raise ConfigError(f"URLs would leave this machine: {leaving[:3]}")
         self._markets: dict[str, dict[str, Any]] = {}  # our symbol -> ccxt market
         self._rules_of: dict[str, MarketRules] = {}
+        self._sizes: dict[str, Decimal] = {}  # our symbol -> base per venue unit (contract)
         self._queues: set[asyncio.Queue[Any]] = set()  # open order streams (ended on close)
         self._ours: dict[str, str] = {}  # ccxt symbol -> our symbol
         self._cids: dict[str, str] = {}  # exchange order id -> client id
@@ -230,6 +245,7 @@ class CcxtExchange:
                 continue
             self._markets[symbol] = market
             self._ours[market["symbol"]] = symbol
+            self._sizes[symbol] = self._contract_size(symbol, market)
             out[symbol] = self._rules_of[symbol] = self._rules(symbol, market)
         if unknown:
             raise ConfigError(f"{self.name} does not list {unknown}")
@@ -255,16 +271,28 @@ class CcxtExchange:
         if tick <= 0 or lot <= 0:
             raise ConfigError(f"{symbol}: the venue gives no tick or lot size")
         limits = market.get("limits") or {}
+        size = self._sizes[symbol]  # the venue's lot and min qty count contracts: ours, base
         return MarketRules(
             symbol=symbol,
             base=market["base"],
             quote=market["quote"],
             market_type=MarketType.LINEAR if symbol.endswith(PERP) else MarketType.SPOT,
             tick_size=tick,
-            lot_size=lot,
-            min_qty=_num((limits.get("amount") or {}).get("min")),
+            lot_size=_in_base(lot, size),
+            min_qty=_in_base(_num((limits.get("amount") or {}).get("min")), size),
             min_notional=_num((limits.get("cost") or {}).get("min")),
         )
+
+    @staticmethod
+    def _contract_size(symbol: str, market: dict[str, Any]) -> Decimal:
+        """Base per unit the venue counts in: 1 on spot (and where a contract is 1 base, kept
+        as exactly 1 so such quantities pass through unchanged)."""
+        if not market.get("contract"):
+            return ONE
+        size = _num(market.get("contractSize"))
+        if size <= 0:
+            raise ConfigError(f"{symbol}: the venue gives no contract size")
+        return ONE if size == ONE else size
 
     def _step(self, value: Any) -> Decimal:
         if value is None:
@@ -303,12 +331,20 @@ class CcxtExchange:
             market["symbol"],
             "limit",
             request.side.value.lower(),
-            format(request.qty, "f"),
+            format(self._venue_qty(request), "f"),
             format(request.price, "f"),
             params,
             changes_state=True,
         )
         return self._report(order, request.symbol, request)
+
+    def _venue_qty(self, request: OrderRequest) -> Decimal:
+        """The order's qty in the venue's unit: contracts where it counts them."""
+        size = self._sizes[request.symbol]
+        amount = request.qty / size
+        if amount * size != request.qty:  # not whole lots: refused by the lot check before
+            raise InvalidOrder(f"qty {request.qty} is not a number of {size} contracts")
+        return amount
 
     async def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderReport | Exception]:
         out: list[OrderReport | Exception] = []
@@ -403,7 +439,7 @@ class CcxtExchange:
                     exchange_id=exchange_id,
                     side=Side.BUY if trade["side"] == "buy" else Side.SELL,
                     price=_num(trade["price"]),
-                    qty=_num(trade["amount"]),
+                    qty=_in_base(_num(trade["amount"]), self._sizes[symbol]),
                     fee=fee or ZERO,  # in quote (a fee in another asset is not: fees_elsewhere)
                     ts_ms=int(trade["timestamp"] or 0),
                     is_maker=trade.get("takerOrMaker") == "maker",
@@ -440,7 +476,7 @@ class CcxtExchange:
             ours = self._ours.get(p["symbol"])
             if ours is None:
                 continue
-            qty = _num(p.get("contracts")) * _num(self._markets[ours].get("contractSize") or 1)
+            qty = _in_base(_num(p.get("contracts")), self._sizes[ours])
             sign = -1 if p.get("side") == "short" else 1
             out[ours] = Position(ours, sign * qty, _num(p.get("entryPrice")))
         return out
@@ -511,8 +547,9 @@ class CcxtExchange:
                 trade["order"] = exchange_id
             self._note_fee(trade, symbol)
         self._note_streamed_fee(order, client_id, symbol)
-        filled = _num(order.get("filled"))
-        amount = _num(order.get("amount")) or (request.qty if request else ZERO)
+        size = self._sizes[symbol]
+        filled = _in_base(_num(order.get("filled")), size)
+        amount = _in_base(_num(order.get("amount")), size) or (request.qty if request else ZERO)
         raw = order.get("status")
         reason = ""
         status = STATUS.get(str(raw)) if raw is not None else OrderStatus.OPEN

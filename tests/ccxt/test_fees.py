@@ -73,7 +73,7 @@ def test_a_streamed_fee_in_base_is_reported_in_quote() -> None:
     async def scenario() -> None:
         exchange = CcxtExchange(CcxtConfig(venue="binance", **LOOPBACK))
         try:
-            exchange._rules_of["BTCUSDT"] = RULES
+            exchange._rules_of["BTCUSDT"], exchange._sizes["BTCUSDT"] = RULES, D(1)
             exchange._report(_streamed(7, "0.00000040", "BTC", "60000.00"), "BTCUSDT")
             exchange._report(_streamed(8, "0.0001", "BNB", "60000.00"), "BTCUSDT")
             report = exchange._report(_streamed(9, "0.012", "USDT", "60000.00"), "BTCUSDT")

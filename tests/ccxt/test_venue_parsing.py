@@ -57,12 +57,8 @@ NOTHING: dict[str, Any] = {
         "time": 1695865300000,
     },
 }
-UNITS = (
-    "{venue}: ccxt counts linear amounts in contracts (contractSize {size}); CcxtExchange passes "
-    "order qty, OrderReport qty/filled_qty, Fill qty and MarketRules lot/min qty through in "
-    "contracts but converts positions to base (contracts x contractSize): the same exposure is "
-    "{filled} in the order and {position} in the position"
-)
+# the request field carrying a linear order's size (in the venue's unit: contracts on gate, okx)
+WIRE_SIZE = {"bitget": "size", "gate": "size", "okx": "sz", "bybit": "qty"}
 
 
 @cache
@@ -336,25 +332,11 @@ def test_gate_finished_orders_are_terminal(market: str, finish_as: str) -> None:
     run(scenario)
 
 
-def _units_cases() -> list[Any]:
-    out = []
-    for venue in VENUE_NAMES:
-        size = _num(load(f"{venue}_markets.json")["rules"]["BTCUSDT-PERP"]["contract_size"])
-        case = load(f"{venue}_orders.json")["linear"]
-        filled = case["cases"]["filled"]["expect"]["filled_qty"]
-        reason = None
-        if size != 1:
-            reason = UNITS.format(
-                venue=venue, size=size, filled=filled, position=case["position_qty"]
-            )
-        out.append(pytest.param(venue, marks=xfail_unless(reason), id=venue))
-    return out
-
-
-@pytest.mark.parametrize("venue", _units_cases())
+@pytest.mark.parametrize("venue", VENUE_NAMES)
 def test_linear_order_and_position_count_in_one_unit(venue: str) -> None:
     """A filled perpetual order and the position it leaves (the documented position payload for
-    the same exposure) must report the same quantity."""
+    the same exposure) report the same quantity, in base: gate and okx count both in contracts
+    (`contractSize` base each)."""
     fixture = fixture_of(venue, "orders")["linear"]
 
     async def scenario() -> None:
@@ -446,6 +428,35 @@ def test_place_order_sends_the_client_id_the_venue_documents(venue: str, market:
         [sent] = replay.sent(create["method"], create["path"])
         assert named(venue, sent) == wire_id(venue, client_id)
         assert report.client_id == client_id and report.status is OrderStatus.OPEN
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("venue", VENUE_NAMES)
+def test_linear_order_is_sent_in_the_venue_unit(venue: str) -> None:
+    """Our qty is base; the venue is sent contracts (qty / contractSize) and the report is back
+    in base."""
+    fixture = fixture_of(venue, "orders")["linear"]
+    size = d(fixture_of(venue, "markets")["rules"]["BTCUSDT-PERP"]["contract_size"])
+    create, new = fixture["create"], fixture["cases"]["new"]
+    qty = d(new["expect"]["qty"])
+
+    async def scenario() -> None:
+        exchange, replay = await connect(venue, "linear", signed=True)
+        replay.routes[f"{create['method']} {create['path']}"] = (
+            new["raw"] if create["response"] == "new" else create["response"]
+        )
+        side = Side[new["expect"]["side"]]
+        request = OrderRequest(
+            "BTCUSDT-PERP", fixture["client_id"], side, d(new["expect"]["price"]), qty
+        )
+        try:
+            report = await exchange.place_order(request)
+        finally:
+            await exchange.close()
+        [sent] = replay.sent(create["method"], create["path"])
+        assert abs(d(sent.field(WIRE_SIZE[venue]))) == qty / size
+        assert report.qty == qty
 
     run(scenario)
 
@@ -565,7 +576,7 @@ def test_trade_payload_becomes_the_fill(venue: str, market: str) -> None:
         assert (fill.trade_id, fill.exchange_id) == (want["id"], want["order"])
         assert fill.client_id == known.client_id
         assert fill.side is Side[want["side"].upper()] and fill.is_maker is want["maker"]
-        for name, key in (("price", "price"), ("qty", "amount"), ("fee", "fill_fee")):
+        for name, key in (("price", "price"), ("qty", "fill_qty"), ("fee", "fill_fee")):
             value = getattr(fill, name)
             assert isinstance(value, Decimal) and value == d(want[key]), name
         assert fill.ts_ms == want["ts_ms"]
