@@ -62,6 +62,7 @@ from mm.errors import (
     InvalidOrder,
     MMError,
     OrderNotFound,
+    PostOnlyRejected,
     RateLimited,
     StreamDisconnected,
 )
@@ -336,7 +337,10 @@ class CcxtExchange:
             params,
             changes_state=True,
         )
-        return self._report(order, request.symbol, request)
+        report = self._report(order, request.symbol, request)
+        if report.status is OrderStatus.REJECTED and report.reason == PostOnlyRejected.reason:
+            raise PostOnlyRejected(f"{request.client_id}: post-only order would have crossed")
+        return report
 
     def _venue_qty(self, request: OrderRequest) -> Decimal:
         """The order's qty in the venue's unit: contracts where it counts them."""
@@ -553,7 +557,11 @@ class CcxtExchange:
         raw = order.get("status")
         reason = ""
         status = STATUS.get(str(raw)) if raw is not None else OrderStatus.OPEN
-        if status is None:
+        info = order.get("info") or {}
+        if status is not OrderStatus.OPEN and not filled and self.venue.crossed_post_only(info):
+            # accepted, then cancelled by the venue for crossing: a post-only reject to us
+            status, reason = OrderStatus.REJECTED, PostOnlyRejected.reason
+        elif status is None:
             # a status ccxt passed through unmapped is the venue's word for how the order
             # *finished* (gate's finish_as: "poc", "stp", ...): never report it as working
             log.warning("%s: venue status %r read as finished", client_id, raw)

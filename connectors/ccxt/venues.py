@@ -10,6 +10,7 @@ venue quirk that needs code is a bug to fix here as data first.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mm import errors
@@ -39,6 +40,9 @@ class Venue:
     lookup_names_id: bool = False
     post_only_param: dict[str, object] = field(default_factory=lambda: {"postOnly": True})
     reduce_only_param: dict[str, object] = field(default_factory=lambda: {"reduceOnly": True})
+    # (raw order field, value) saying the venue cancelled a post-only order because it would
+    # have crossed: venues that accept it first report it CANCELED, which it is not for us
+    post_only_cancel: tuple[str, str] | None = None
     position_mode: str = "one-way"  # the grid assumes one-way (net) positions
     streams: frozenset[str] = frozenset({"prices", "orders", "klines", "account"})
     batch_limit: int = 1  # orders per batch call (1: place one by one)
@@ -74,6 +78,13 @@ class Venue:
     def our_id(self, wire_id: str) -> str:
         """The venue's echo of a client id, back to ours."""
         return wire_id.removeprefix(self.client_id_prefix) if self.client_id_prefix else wire_id
+
+    def crossed_post_only(self, info: Mapping[str, object]) -> bool:
+        """The venue's raw order says it cancelled a post-only order that would have crossed."""
+        if self.post_only_cancel is None:
+            return False
+        key, value = self.post_only_cancel
+        return str(info.get(key)) == value
 
     def lookup(self, client_id: str) -> tuple[str | None, dict[str, object]]:
         """(the id argument, params) of ccxt's cancel_order / fetch_order for a client id."""
@@ -146,6 +157,7 @@ VENUES: dict[str, Venue] = {
         ccxt_adds_prefix=True,
         client_id_in_path=True,  # /orders/{order_id} accepts the text (t-...) as the id
         post_only_param={"timeInForce": "PO"},
+        post_only_cancel=("finish_as", "poc"),  # spot; futures refuse it (ORDER_POC_IMMEDIATE)
         batch_limit=10,
         message_errors=(("DUPLICATE", errors.DuplicateOrder),),
     ),
@@ -155,6 +167,7 @@ VENUES: dict[str, Venue] = {
         linear_options={"defaultType": "swap"},
         client_id_param="clientOrderId",  # clOrdId
         client_id_pattern=r"[A-Za-z0-9]{1,32}",
+        post_only_cancel=("cancelSource", "31"),  # "post-only order will take liquidity"
         batch_limit=20,
         message_errors=(
             ("Duplicated clOrdId", errors.DuplicateOrder),
@@ -169,6 +182,7 @@ VENUES: dict[str, Venue] = {
         client_id_pattern=r"[A-Za-z0-9_-]{1,36}",
         lookup_param="orderLinkId",  # v5 cancel/query take it by its own name
         fetch_params={"acknowledged": True},  # ccxt: "I know fetch_order sees recent orders"
+        post_only_cancel=("rejectReason", "EC_PostOnlyWillTakeLiquidity"),
         batch_limit=10,
         message_errors=(
             ("OrderLinkedID is duplicate", errors.DuplicateOrder),  # v5 110072

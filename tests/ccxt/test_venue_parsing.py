@@ -360,6 +360,61 @@ def test_linear_order_and_position_count_in_one_unit(venue: str) -> None:
     run(scenario)
 
 
+def _post_only_cases() -> list[Any]:
+    """(venue, market) whose fixture has a post-only order the venue cancelled for crossing."""
+    return [
+        pytest.param(venue, market, id=f"{venue}-{market}")
+        for venue in VENUE_NAMES
+        for market in MARKETS
+        if "post_only_would_take" in load(f"{venue}_orders.json")[market]
+    ]
+
+
+@pytest.mark.parametrize(("venue", "market"), _post_only_cases())
+def test_a_post_only_order_cancelled_for_crossing_is_post_only_rejected(
+    venue: str, market: str
+) -> None:
+    """okx and bybit acknowledge a post-only order that would cross, then cancel it, saying why
+    (gate spot finishes it as `poc`): REJECTED for `post_only`, as the engine counts post-only
+    rejects; not a CANCELED nobody asked for."""
+    case = fixture_of(venue, "orders")[market]["post_only_would_take"]
+
+    async def scenario() -> None:
+        exchange, _ = await connect(venue, market)
+        try:
+            report = exchange._report(
+                parsed_order(exchange, market, case["raw"]), symbol_of(market)
+            )
+        finally:
+            await exchange.close()
+        assert report.status is OrderStatus[case["expect"]["status"]]
+        assert report.reason == case["expect"]["reason"] == errors.PostOnlyRejected.reason
+        assert report.filled_qty == d(case["expect"]["filled_qty"])
+
+    run(scenario)
+
+
+def test_a_place_answered_as_post_only_cancelled_raises_post_only_rejected() -> None:
+    """Gate answers the create itself with the finished order: the port's promise is then
+    PostOnlyRejected from place_order, as for a venue that refuses the request."""
+    fixture = fixture_of("gate", "orders")["spot"]
+    case = fixture["post_only_would_take"]
+
+    async def scenario() -> None:
+        exchange, replay = await connect("gate", "spot", signed=True)
+        replay.routes["POST /api/v4/spot/orders"] = case["raw"]
+        request = OrderRequest(
+            "BTCUSDT", fixture["client_id"], Side.BUY, d("60000"), d("0.001"), post_only=True
+        )
+        try:
+            with pytest.raises(errors.PostOnlyRejected):
+                await exchange.place_order(request)
+        finally:
+            await exchange.close()
+
+    run(scenario)
+
+
 # -- client ids on the wire ---------------------------------------------------------------------
 @pytest.mark.parametrize("venue", _per_venue({}))
 def test_engine_client_ids_fit_the_venue(venue: str) -> None:
