@@ -212,6 +212,28 @@ class SymbolEngine:
             if self.state is EngineState.QUOTING and self.last_tick is not None:
                 await self._decide_and_act()
 
+    async def on_events(self, reports: Sequence[OrderReport], tick: PriceTick | None) -> None:
+        """Order reports and the newest tick as one event (a pushed delivery): apply them all,
+        then decide once on the result. The reports are journaled in the same transaction as
+        the decision's intents, so the first order goes out after one commit, not one per
+        report plus one for the intents; without a decision they are committed on their own."""
+        async with self._lock:
+            try:
+                for report in reports:
+                    if self.pm.apply_report(report) is not None:
+                        self.on_phase("fill_received")
+                if tick is not None:
+                    self.last_tick = tick
+                if self.state is not EngineState.QUOTING or self.last_tick is None:
+                    return
+                if self.strategy is None:
+                    if tick is None:
+                        return  # the anchor comes from a tick, as in `on_tick`
+                    self.establish_anchor(tick.price)
+                await self._decide_and_act()
+            finally:
+                self._commit()
+
     async def execute(self, commands: Sequence[Command]) -> None:
         """Carry out commands from outside the strategy (e.g. CancelAll to drain a symbol)."""
         async with self._lock:

@@ -146,8 +146,8 @@ class SymbolService:
 
     # -- events ------------------------------------------------------------------------------
     async def deliver(self, delivery: Delivery) -> None:
-        """Apply one delivery: reconcile first if asked, then the updates in order, then the
-        tick. Orders placed while it is applied are timed from the tick's arrival."""
+        """Apply one delivery: reconcile first if asked, then the updates in order and the tick
+        as one event. Orders placed while it is applied are timed from the tick's arrival."""
         await self.started.wait()
         self.deliveries += 1
         engine = self.engine
@@ -159,12 +159,9 @@ class SymbolService:
             if delivery.resync:
                 self.resyncs += 1
                 await engine.reconcile()
-            if tick is not None and engine.strategy is not None:
-                engine.note_price(tick)  # decisions on these updates see the newest price
-            for report in delivery.updates:
-                await engine.on_order_report(report)
+            if delivery.updates or tick is not None:
+                await engine.on_events(delivery.updates, tick)  # one decision for all of it
             if tick is not None:
-                await engine.on_tick(tick)
                 self.last_tick_ms = time.time_ns() // 1_000_000
         finally:
             self._trigger_ns = 0

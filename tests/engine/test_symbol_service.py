@@ -152,6 +152,39 @@ def test_a_delivered_fill_gets_its_closing_order(h):
     h.invariants()
 
 
+def test_a_delivery_is_one_decision_and_its_fills_share_the_intents_commit(h):
+    """Two partial fills and a tick in one delivery: both fills are journaled in the same
+    transaction as the close's intent, before it is sent, and one decision places one close
+    for the whole filled quantity (not one per report)."""
+    journal_writes, sent = [], []
+
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        h.sim.set_price(SYMBOL, D("9950"))  # nothing fills by itself
+        buy = h.venue_order(-1).client_id
+        fills = [h.sim.force_fill(SYMBOL, buy, D("0.005")) for _ in range(2)]
+        commit, place = h.journal.commit, h.sim.place_order
+
+        def spy_commit(symbol, changes, meta=None):
+            journal_writes.append((len(sent), len(changes.fills)))
+            return commit(symbol, changes, meta)
+
+        async def spy_place(request):
+            sent.append(request)
+            return await place(request)
+
+        h.journal.commit, h.sim.place_order = spy_commit, spy_place
+        await h.deliver("9950", fills)
+
+    run(scenario())
+    assert [(r.side, r.price, r.qty) for r in sent] == [(Side.SELL, D("10000.00"), D("0.01"))]
+    assert journal_writes[0] == (0, 2)  # first write: both fills, before anything was sent
+    assert len(journal_writes) == 2  # then the outcome; no write per report
+    assert h.open_orders()[("SELL", D("10000.00"))] == D("0.01")
+    h.invariants()
+
+
 def test_a_resync_delivery_applies_a_fill_whose_update_was_never_delivered(h):
     async def scenario():
         await h.service.start()
