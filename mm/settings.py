@@ -203,6 +203,11 @@ class ConnectorSettings(Strict):
         10_000, ge=10, description="Per symbol; beyond it the symbol resyncs over REST."
     )
     stale_after_s: float = Field(10.0, gt=0, description="No stream message this long = stale.")
+    local_channel: bool = Field(
+        True,
+        description="Deliver ticks and order updates to symbol actors on the connector's "
+        "machine over a private Unix socket instead of one Ray call per delivery.",
+    )
 
 
 class ShutdownSettings(Strict):

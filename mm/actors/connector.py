@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ from mm.core.model import (
     PriceTick,
 )
 from mm.engine.connector_service import ConnectorService
+from mm.engine.local_channel import LocalChannelServer, private_dir
 from mm.engine.router import Delivery
 from mm.errors import RequestError
 from mm.ports import Exchange, HealthReport
@@ -84,7 +86,28 @@ class Connector:
         self._conflated = metrics.Counter("mm_ticks_conflated", "Ticks replaced by newer", tags)
         self._depth = metrics.Gauge("mm_queue_depth", "Order updates pending per symbol", tags)
         self._last: dict[str, tuple[int, int]] = {}
-        self._metrics_task = asyncio.get_running_loop().create_task(self._export_metrics())
+        loop = asyncio.get_running_loop()
+        self._metrics_task = loop.create_task(self._export_metrics())
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.local: LocalChannelServer | None = None
+        self._local_ready = loop.create_task(self._start_local()) if c.local_channel else None
+
+    async def _start_local(self) -> None:
+        try:
+            server = LocalChannelServer(private_dir() / f"deliveries-{os.getpid()}.sock")
+            await server.start()
+        except OSError as e:  # deliveries keep going by actor call
+            log.warning("local delivery channel unavailable (%s); using Ray calls", e)
+            return
+        self.local = server
+
+    async def local_channel(self) -> dict[str, str] | None:
+        """Where symbol actors on this node connect for their deliveries (None: Ray calls)."""
+        if self._local_ready is not None:
+            await self._local_ready
+        if self.local is None:
+            return None
+        return {"node_id": self.node_id, "path": str(self.local.path)}
 
     async def info(self) -> dict[str, Any]:
         await self.exchange.describe()
@@ -105,6 +128,10 @@ class Connector:
         current = {"handle": ray.get_actor(name, namespace=self.namespace)}
 
         async def sink(delivery: Delivery) -> None:
+            channel = self.local.channel(symbol) if self.local is not None else None
+            if channel is not None:  # the actor shares this node and is connected
+                await channel.send(delivery)  # applied when it returns; raises if not sure
+                return
             try:
                 await current["handle"].deliver.remote(delivery)
             except RayActorError:  # a replaced actor has the same name: look it up again
@@ -138,7 +165,10 @@ class Connector:
         return self.service.take_round_trips()
 
     async def stats(self) -> dict[str, Any]:
-        return self.service.stats()
+        out = self.service.stats()
+        channels = self.local.channels() if self.local is not None else {}
+        out["local_channel"] = {s: c.sent for s, c in channels.items()}  # deliveries per symbol
+        return out
 
     async def health(self) -> tuple[bool, str]:
         age = self.service.last_message_age_s()
@@ -152,6 +182,8 @@ class Connector:
     async def close(self) -> None:
         self._metrics_task.cancel()
         await self.service.close()
+        if self.local is not None:
+            await self.local.close()
         await self.exchange.close()
 
     async def _export_metrics(self) -> None:

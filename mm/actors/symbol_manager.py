@@ -27,6 +27,7 @@ from mm.actors import options
 from mm.actors.calls import call
 from mm.actors.connector import ConnectorExchange
 from mm.core.risk import RiskState
+from mm.engine import local_channel
 from mm.engine.backoff import jittered
 from mm.engine.clock import SystemClock
 from mm.engine.router import Delivery
@@ -67,7 +68,11 @@ class SymbolManager:
         self.start_attempts = 0
         self.start_error = ""
         self._risk_ok_ms = 0
-        self._tasks = [asyncio.get_running_loop().create_task(self._start(), name="start")]
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._start(), name="start"),
+            loop.create_task(self._receive_locally(), name="local-channel"),
+        ]
 
     # -- start -------------------------------------------------------------------------------
     async def _start(self) -> None:
@@ -132,6 +137,23 @@ class SymbolManager:
                 if silent_s > RISK_STALE_S and not service.engine.risk_halted:
                     await service.set_risk(RiskState(True, ("risk_unreachable",)))
             await asyncio.sleep(self.settings.risk.report_every_s)
+
+    async def _receive_locally(self) -> None:
+        """Take deliveries over the connector's local channel while both share a node (they
+        come by `deliver` calls otherwise, and meanwhile); reconnect whenever it drops."""
+        attempt = 0
+        while not self.stopped:
+            try:
+                where = await call(self.connector.local_channel.remote(), timeout_s=CALL_TIMEOUT_S)
+                if where is not None and where["node_id"] == self.node_id:
+                    await local_channel.receive(where["path"], self.symbol, self.deliver)
+                    attempt = 0  # it ran; the connector went away (restart): ask again
+                else:
+                    attempt = 10  # another node or switched off: look again now and then
+            except Exception as e:
+                attempt += 1
+                log.warning("%s: local channel failed (%s); using calls", self.symbol, e)
+            await asyncio.sleep(jittered((0.2, 30.0), attempt))
 
     # -- called by the connector -------------------------------------------------------------
     async def deliver(self, delivery: Delivery) -> None:

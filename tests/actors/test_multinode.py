@@ -13,6 +13,8 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from mm.actors import options
+from mm.actors.calls import get
 from tests.actors.conftest import MarketMaker, invariants, make_settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -84,6 +86,9 @@ def test_a_symbol_on_a_killed_node_comes_back_elsewhere_and_rebuilds_from_the_ex
             what="journal inventory to equal the exchange position",
         )
         mm.wait_symbol(SYMBOL, lambda s: s["fills"] > after["fills"], timeout_s=120)
+        # not on the connector's node: its ticks came by actor call, not the local socket
+        mm.wait_symbol(SYMBOL, lambda s: s["deliveries"] > 10, timeout_s=30)
+        assert SYMBOL not in get(mm.actor(options.CONNECTOR).stats.remote())["local_channel"]
     finally:
         drained = mm.shutdown(cancel_orders=True)
     assert drained[SYMBOL]["open_orders"] == 0

@@ -1,0 +1,319 @@
+"""The local delivery channel over real Unix sockets: a send returns only once the receiver
+applied the delivery, a slow receiver is conflated by the mailbox (not queued in the socket), a
+receiver that goes away fails the send and the mailbox re-sends its updates (nothing lost), the
+newest receiver of a symbol wins, and the socket lives in a directory only this user can open."""
+
+import asyncio
+import os
+import pickle
+import stat
+import uuid
+from decimal import Decimal as D
+
+import pytest
+
+from mm.core.model import OrderReport, OrderStatus, PriceTick, Side
+from mm.engine import local_channel
+from mm.engine.local_channel import (
+    ChannelClosed,
+    LocalChannelServer,
+    encode,
+    private_dir,
+    read_frame,
+)
+from mm.engine.router import Delivery, Router
+from tests.helpers import eventually, run
+
+BTC = "BTCUSDT"
+
+
+def tick(price, bid=None, ask=None):
+    return PriceTick(BTC, D(price), 1_700_000_000_123, bid and D(bid), ask and D(ask))
+
+
+def update(n):
+    return OrderReport(BTC, f"c{n}", Side.BUY, D("100"), D("1"), OrderStatus.OPEN, ts_ms=n)
+
+
+def delivery(price="100", seq=1, updates=(), resync=False, recv_ns=7):
+    return Delivery(BTC, seq, tuple(updates), tick(price) if price else None, resync, recv_ns)
+
+
+@pytest.fixture
+def socket_path():
+    path = private_dir() / f"test-{uuid.uuid4().hex[:12]}.sock"
+    yield path
+    path.unlink(missing_ok=True)
+
+
+class Receiver:
+    """Runs `local_channel.receive` for BTC and records each delivery; waits on `gate`."""
+
+    def __init__(self, path, *, delay_s=0.0):
+        self.got = []
+        self.delay_s = delay_s
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.task = asyncio.create_task(local_channel.receive(str(path), BTC, self.apply))
+
+    async def apply(self, d):
+        await self.gate.wait()
+        await asyncio.sleep(self.delay_s)
+        self.got.append(d)
+
+    @property
+    def prices(self):
+        return [d.tick.price for d in self.got if d.tick is not None]
+
+    @property
+    def updates(self):
+        return [u.client_id for d in self.got for u in d.updates]
+
+
+async def connected(server, previous=None):
+    await eventually(
+        lambda: (c := server.channel(BTC)) is not None and c is not previous,
+        what="the receiver's hello",
+    )
+    return server.channel(BTC)
+
+
+async def started(path):
+    server = LocalChannelServer(path)
+    await server.start()
+    return server
+
+
+def test_deliveries_survive_the_wire_exactly():
+    async def scenario():
+        sent = [
+            delivery("64123.45", updates=[update(1), update(2)], resync=True),
+            Delivery(BTC, 2, (), PriceTick(BTC, D("0.00001234"), 5, D("1E-8"), D("2E-8")), False),
+            delivery(None, seq=3, updates=[update(3)]),
+        ]
+        reader = asyncio.StreamReader()
+        for d in sent:
+            reader.feed_data(encode(d))
+        reader.feed_eof()
+        assert [encode(d)[4:5] for d in sent] == [b"P", b"T", b"P"]  # a lone tick is text
+        assert [await read_frame(reader) for _ in sent] == sent
+        assert await read_frame(reader) is None  # a clean end
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("wire", "error"),
+    [
+        (b"\x00\x00", "inside a frame header"),
+        (b"\x00\x00\x00\x00", "frame of 0 bytes"),
+        (b"\xff\xff\xff\xff", "frame of"),
+        (b"\x00\x00\x00\x10abc", "inside a frame"),
+        (encode(delivery())[:10], "inside a frame"),
+        (b"\x00\x00\x00\x02Xy", "unknown frame kind"),
+        (b"\x00\x00\x00\x05Tjunk", "bad tick frame"),
+        (b"\x00\x00\x00\x13TBTCUSDT 1 x - - 1 2", "bad tick frame"),
+        (b"\x00\x00\x00\x03T\xff\xfe", "bad tick frame"),
+    ],
+)
+def test_garbage_on_the_wire_is_an_error_not_a_delivery(wire, error):
+    async def scenario():
+        reader = asyncio.StreamReader()
+        reader.feed_data(wire)
+        reader.feed_eof()
+        with pytest.raises(ValueError, match=error):
+            await read_frame(reader)
+
+    run(scenario())
+
+
+def test_a_frame_that_is_not_a_delivery_is_refused():
+    async def scenario():
+        reader = asyncio.StreamReader()
+        body = b"P" + pickle.dumps({"symbol": BTC})
+        reader.feed_data(len(body).to_bytes(4, "big") + body)
+        reader.feed_eof()
+        with pytest.raises(ValueError, match="not a Delivery"):
+            await read_frame(reader)
+
+    run(scenario())
+
+
+def test_a_send_returns_only_after_the_receiver_applied_the_delivery(socket_path):
+    async def scenario():
+        server = await started(socket_path)
+        receiver = Receiver(socket_path)
+        receiver.gate.clear()
+        channel = await connected(server)
+        sent = delivery("100.5", updates=[update(1)])
+        send = asyncio.create_task(channel.send(sent))
+        await asyncio.sleep(0.1)
+        assert not send.done() and receiver.got == []  # written, not yet applied
+        receiver.gate.set()
+        await asyncio.wait_for(send, 5)
+        assert receiver.got == [sent]
+        assert channel.sent == 1
+        await server.close()
+        await asyncio.wait_for(receiver.task, 5)  # the receiver returns when the connector goes
+        assert not socket_path.exists()
+
+    run(scenario())
+
+
+def test_the_socket_is_private_to_this_user(socket_path):
+    async def scenario():
+        server = await started(socket_path)
+        assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(socket_path.parent.stat().st_mode) == 0o700
+        await server.close()
+
+    run(scenario())
+
+
+def test_a_shared_directory_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(local_channel.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert private_dir() == tmp_path / f"opensqt-{os.getuid()}"
+    (tmp_path / f"opensqt-{os.getuid()}").chmod(0o755)
+    with pytest.raises(PermissionError, match="open to other users"):
+        private_dir()
+
+
+def mailbox_over(server, router):
+    """Route BTC through the channel, as the connector actor's sink does."""
+
+    async def sink(d):
+        await server.channel(BTC).send(d)
+
+    router.add(BTC, sink)
+    return router.mailbox(BTC)
+
+
+def test_a_slow_receiver_is_conflated_by_the_mailbox_not_queued_in_the_socket(socket_path):
+    async def scenario():
+        server = await started(socket_path)
+        receiver = Receiver(socket_path, delay_s=0.2)
+        await connected(server)
+        router = Router()
+        box = mailbox_over(server, router)
+        for n in range(100):
+            router.tick(tick(100 + n), recv_ns=n)
+            assert box.pending_ticks <= 1
+            await asyncio.sleep(0.005)
+        await eventually(lambda: box.pending_ticks == 0 and not box.in_flight, what="drained")
+        prices = receiver.prices
+        assert len(prices) < 10  # ~0.5 s of ticks at 0.2 s per application
+        assert prices[-1] == D(199)  # the newest always arrives
+        assert prices == sorted(prices)  # never an older tick after a newer one
+        assert box.conflated == 100 - len(prices)
+        assert receiver.got[0].resync  # a new route starts with a reconcile
+        await server.close()
+        await router.close()
+
+    run(scenario())
+
+
+def test_updates_in_flight_when_the_receiver_dies_are_sent_again_to_its_successor(socket_path):
+    async def scenario():
+        server = await started(socket_path)
+        first = Receiver(socket_path)
+        channel = await connected(server)
+        router = Router()
+        box = mailbox_over(server, router)
+        router.tick(tick("100"))
+        await eventually(lambda: box.seq == 1 and not box.in_flight, what="the first delivery")
+        first.gate.clear()
+        router.update(update(1))
+        router.update(update(2))
+        await eventually(lambda: box.in_flight, what="the updates in flight")
+        first.task.cancel()  # the actor process dies before it applied them
+        second = Receiver(socket_path)
+        await connected(server, previous=channel)
+        router.update(update(3))
+        await eventually(lambda: second.updates == ["c1", "c2", "c3"], what="the re-send")
+        assert first.updates == []
+        assert second.got[0].resync  # what died with the first may be missing: reconcile
+        assert box.failures >= 1
+        await server.close()
+        await router.close()
+
+    run(scenario())
+
+
+def test_a_receiver_that_goes_away_fails_the_send_and_the_channel(socket_path):
+    async def scenario():
+        server = await started(socket_path)
+        receiver = Receiver(socket_path)
+        receiver.gate.clear()
+        channel = await connected(server)
+        send = asyncio.create_task(channel.send(delivery()))
+        await asyncio.sleep(0.05)
+        receiver.task.cancel()  # the actor process dies mid-application
+        with pytest.raises(ChannelClosed):
+            await asyncio.wait_for(send, 5)
+        await eventually(lambda: server.channel(BTC) is None, what="channel dropped")
+        with pytest.raises(ChannelClosed):
+            await channel.send(delivery())
+        await server.close()
+
+    run(scenario())
+
+
+def test_the_newest_receiver_of_a_symbol_replaces_the_old_one(socket_path):
+    async def scenario():
+        server = await started(socket_path)
+        old = Receiver(socket_path)
+        first = await connected(server)
+        new = Receiver(socket_path)
+        second = await connected(server, previous=first)
+        assert first.closed
+        await asyncio.wait_for(old.task, 5)  # the old receiver's connection was closed
+        await second.send(delivery())
+        assert new.got == [delivery()] and old.got == []
+        await server.close()
+
+    run(scenario())
+
+
+def test_a_bad_hello_is_refused_and_the_server_keeps_serving(socket_path):
+    async def scenario():
+        server = await started(socket_path)
+        reader, writer = await asyncio.open_unix_connection(str(socket_path))
+        writer.write(b"GET / HTTP/1.1\n")
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed on us
+        writer.close()
+        assert server.channels() == {}
+        receiver = Receiver(socket_path)
+        channel = await connected(server)
+        await channel.send(delivery())
+        assert receiver.got == [delivery()]
+        await server.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [b"\x00\x00\x00\x05junk!", encode(Delivery("ETHUSDT", 1, (), None, False))],
+    ids=["garbage", "another-symbol"],
+)
+def test_a_receiver_fed_garbage_raises_instead_of_trading_on_it(socket_path, wire):
+    async def scenario():
+        async def connector(reader, writer):
+            await reader.readline()
+            writer.write(wire)
+            await reader.read()  # until the receiver hangs up
+            writer.close()
+
+        server = await asyncio.start_unix_server(connector, path=str(socket_path))
+        got = []
+
+        async def apply(d):
+            got.append(d)
+
+        with pytest.raises((ValueError, pickle.UnpicklingError)):
+            await asyncio.wait_for(local_channel.receive(str(socket_path), BTC, apply), 5)
+        assert got == []
+        server.close()
+        await server.wait_closed()
+
+    run(scenario())
