@@ -44,6 +44,12 @@ TABLE: tuple[tuple[type[Exception], type[MMError]], ...] = (
 UNCERTAIN = (errors.RequestTimeout, errors.ExchangeUnavailable)
 
 
+def is_bug(error: BaseException) -> bool:
+    """Raised inside ccxt but not by ccxt (TypeError, AttributeError, KeyError...): a wrong call
+    or a ccxt defect, not the venue. Mapped like an outage, but worth a human's look."""
+    return not isinstance(error, ccxt.BaseError)
+
+
 def to_mm(error: Exception, venue: Venue, *, call: str, changes_state: bool = False) -> MMError:
     """The `mm.errors` error `error` (raised by ccxt during `call`) stands for."""
     text = str(error)

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import ccxt.pro as ccxtpro
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
-from connectors.ccxt.errors import to_mm
+from connectors.ccxt.errors import is_bug, to_mm
 from connectors.ccxt.fees import FeeBook, in_quote
 from connectors.ccxt.venues import VENUES, Venue
 from mm.core.model import (
@@ -83,6 +83,7 @@ STATUS = {
 }
 DEFAULT_PAUSE_S = 1.0  # after a rate limit without Retry-After
 STREAM_QUEUE = 10_000  # order updates buffered per subscription
+MAX_BUGS = 100  # distinct bugs inside ccxt logged with their traceback (then: counted as outages)
 _CLOSED: Any = object()  # the end of an order stream closed by us
 
 
@@ -193,6 +194,7 @@ class CcxtExchange:
         self._pause_until = 0.0
         self._pending: set[asyncio.Future[None]] = set()  # subscriptions not yet confirmed
         self._pumps: set[asyncio.Task[None]] = set()
+        self._bugs: set[tuple[str, str]] = set()  # kinds of bugs inside ccxt already logged
 
     # -- plumbing ---------------------------------------------------------------------------------
     async def _call(
@@ -214,6 +216,7 @@ class CcxtExchange:
         except MMError:
             raise
         except Exception as e:
+            self._surface(what, e)
             error = to_mm(e, self.venue, call=what, changes_state=changes_state)
             if isinstance(error, RateLimited):
                 # 429/418: honour the venue's Retry-After (seconds), account-wide
@@ -223,6 +226,23 @@ class CcxtExchange:
                 error.retry_after_s = pause
                 self._pause_until = max(self._pause_until, time.monotonic() + pause)
             raise error from e
+
+    def _surface(self, what: str, error: Exception) -> None:
+        """A bug inside ccxt (`is_bug`) is still mapped, so retried like an outage; it is logged
+        once per kind at error level with its traceback, so it does not loop unseen."""
+        if not is_bug(error):
+            return
+        kind = (type(error).__name__, str(error)[:200])
+        if kind in self._bugs or len(self._bugs) >= MAX_BUGS:
+            return
+        self._bugs.add(kind)
+        log.error(
+            "%s: %s raised inside ccxt: a bug, not the venue (retried as an outage): %s",
+            what,
+            type(error).__name__,
+            error,
+            exc_info=error,
+        )
 
     def _market(self, symbol: str) -> dict[str, Any]:
         market = self._markets.get(symbol)
@@ -608,6 +628,7 @@ class CcxtExchange:
         except MMError:
             raise
         except Exception as e:
+            self._surface(what, e)
             error = to_mm(e, self.venue, call=what)
             if isinstance(error, ConfigError | InvalidArgument):
                 raise error from e
@@ -704,8 +725,7 @@ class CcxtExchange:
     ) -> None:
         try:
             await self._ensure_markets(sorted(wanted))
-            if hasattr(self.client, "authenticate"):
-                await self._watch("orders", "authenticate")
+            await self._login()
             if not subscribed.done():
                 subscribed.set_result(None)
             while True:
@@ -721,6 +741,29 @@ class CcxtExchange:
         finally:
             if not subscribed.done():
                 subscribed.set_result(None)
+
+    async def _login(self) -> None:
+        """The order stream's login step, the venue's way (`Venue.stream_login`)."""
+        venue, client = self.venue, self.client
+        if venue.uid_lookup is not None and not client.uid:
+            method, key = venue.uid_lookup
+            answer = await self._call("user id", method, after_subscriptions=False)
+            uid = answer.get(key) if isinstance(answer, dict) else None
+            if uid is None:
+                raise StreamDisconnected(f"orders: the venue's {method} gave no {key!r}")
+            client.uid = str(uid)
+        if venue.stream_login is None:
+            return
+        if venue.stream_login == "params":
+            await self._watch("orders", "authenticate", {})
+            return
+        path = venue.private_ws_unified if client.options.get("uta") else venue.private_ws
+        url: Any = client.urls["api"]["ws"]
+        for key in path:
+            url = url[key]
+        url = client.implode_hostname(url)
+        args = ({"url": url},) if venue.stream_login == "url_param" else (url,)
+        await self._watch("orders", "authenticate", *args)
 
     def stream_klines(self, symbol: str, interval: str) -> AsyncIterator[Candle]:
         async def candles() -> AsyncIterator[Candle]:

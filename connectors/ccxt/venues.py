@@ -45,6 +45,21 @@ class Venue:
     post_only_cancel: tuple[str, str] | None = None
     position_mode: str = "one-way"  # the grid assumes one-way (net) positions
     streams: frozenset[str] = frozenset({"prices", "orders", "klines", "account"})
+    # How the order stream logs in, done on its own before it subscribes so that every later
+    # call of the client waits for it (an order placed after `stream_orders` is streamed).
+    # ccxt's `authenticate` takes different arguments per venue:
+    #   "params":    authenticate({})            binance (listen key / WS-API signature), okx
+    #   "url_param": authenticate({"url": ws})   bitget
+    #   "url":       authenticate(ws)            bybit
+    #   None: no login step: gate signs each private subscription itself
+    # where `ws` is the private socket: `private_ws`, a key path under ccxt's urls["api"]["ws"]
+    # (`private_ws_unified` on a unified account, which ccxt marks with options["uta"]).
+    stream_login: str | None = "params"
+    private_ws: tuple[str, ...] = ()
+    private_ws_unified: tuple[str, ...] = ()
+    # (ccxt method, response field) giving the account's user id when the private streams need
+    # it and ccxt does not look it up itself (gate's futures channels name the user)
+    uid_lookup: tuple[str, str] | None = None
     batch_limit: int = 1  # orders per batch call (1: place one by one)
     # the raw field of a streamed order update naming the trade it reports (its fee is then
     # that trade's fee; the order's cumulative fee is the sum over its trades)
@@ -141,6 +156,9 @@ VENUES: dict[str, Venue] = {
         client_id_param="clientOrderId",  # clientOid
         client_id_pattern=r"[A-Za-z0-9_#:.-]{1,50}",
         lookup_names_id=True,
+        stream_login="url_param",
+        private_ws=("private",),
+        private_ws_unified=("utaPrivate",),
         batch_limit=50,
         message_errors=(
             ("Duplicate clientOid", errors.DuplicateOrder),
@@ -158,6 +176,8 @@ VENUES: dict[str, Venue] = {
         client_id_in_path=True,  # /orders/{order_id} accepts the text (t-...) as the id
         post_only_param={"timeInForce": "PO"},
         post_only_cancel=("finish_as", "poc"),  # spot; futures refuse it (ORDER_POC_IMMEDIATE)
+        stream_login=None,
+        uid_lookup=("privateAccountGetDetail", "user_id"),  # GET /account/detail
         batch_limit=10,
         message_errors=(("DUPLICATE", errors.DuplicateOrder),),
     ),
@@ -183,6 +203,8 @@ VENUES: dict[str, Venue] = {
         lookup_param="orderLinkId",  # v5 cancel/query take it by its own name
         fetch_params={"acknowledged": True},  # ccxt: "I know fetch_order sees recent orders"
         post_only_cancel=("rejectReason", "EC_PostOnlyWillTakeLiquidity"),
+        stream_login="url",
+        private_ws=("private", "contract"),  # ccxt's choice for USDT linear and spot alike
         batch_limit=10,
         message_errors=(
             ("OrderLinkedID is duplicate", errors.DuplicateOrder),  # v5 110072

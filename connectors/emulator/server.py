@@ -8,16 +8,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import uvicorn
 
-from connectors.emulator.binance import BinanceEmulator
+
+class Served(Protocol):
+    """Anything with an ASGI app: the emulator, or a test's stand-in for another venue."""
+
+    app: Any
 
 
 @contextlib.asynccontextmanager
-async def running(
-    emulator: BinanceEmulator, host: str = "127.0.0.1", port: int = 0
-) -> AsyncIterator[int]:
+async def running(emulator: Served, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[int]:
     """Serve `emulator` in this event loop; yields the bound port (`port=0`: a free one)."""
     config = uvicorn.Config(
         emulator.app,

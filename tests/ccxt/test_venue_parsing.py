@@ -153,10 +153,14 @@ def symbol_of(market: str) -> str:
     return "BTCUSDT" if market == "spot" else "BTCUSDT-PERP"
 
 
-async def connect(venue: str, market: str, *, signed: bool = False) -> tuple[CcxtExchange, Replay]:
+async def connect(
+    venue: str, market: str, *, signed: bool = False, ws_base: str | None = None
+) -> tuple[CcxtExchange, Replay]:
     """A `CcxtExchange` whose venue is `Replay` over the fixtures, its market loaded the real way
-    (ccxt's fetch_markets on the documented instrument payloads, then our load_markets)."""
-    config = CcxtConfig(venue=venue, market=market, **LOOPBACK, **(CREDENTIALS if signed else {}))
+    (ccxt's fetch_markets on the documented instrument payloads, then our load_markets). Its
+    sockets go to `ws_base` (a `tests/ccxt/ws_stub.py` server) or nowhere."""
+    urls = {**LOOPBACK, "ws_base": ws_base} if ws_base else LOOPBACK
+    config = CcxtConfig(venue=venue, market=market, **urls, **(CREDENTIALS if signed else {}))
     exchange = quiet(CcxtExchange(config))
     replay = Replay(exchange, venue)
     replay.routes.update(fixture_of(venue, "markets")["responses"])
