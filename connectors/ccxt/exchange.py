@@ -12,7 +12,10 @@ hard-code any precision, asset or symbol.
   up-to-15-significant-digit values venues send, then checked against the market's tick/lot.
 - Streams: each `watch_*` call is bounded by `stale_after_s`; no message in that time means the
   stream is dead even if the socket looks open (`StreamDisconnected`). The caller resubscribes
-  (ccxt reconnects on the next watch) and gap-fills over REST, as for every venue.
+  (ccxt reconnects on the next watch) and gap-fills over REST, as for every venue. ccxt shares
+  one Future between the callers waiting for the same message, so closing one stream must not
+  cancel another's wait: every order stream is fed by one reader (`order_feed.py`), and the
+  other streams' waits are shielded (`_watch`).
 - Units: quantities are in base everywhere in our model; gate and okx count linear orders,
   trades and positions in contracts (`contractSize` base each), so they are converted here, both
   ways, and the market's lot and min qty are given in base too. An order must be whole lots of
@@ -39,6 +42,7 @@ from ccxt.base.decimal_to_precision import TICK_SIZE
 
 from connectors.ccxt.errors import is_bug, to_mm
 from connectors.ccxt.fees import FeeBook, in_quote
+from connectors.ccxt.order_feed import OrderFeed
 from connectors.ccxt.venues import VENUES, Venue
 from mm.core.model import (
     ZERO,
@@ -82,9 +86,7 @@ STATUS = {
     "rejected": OrderStatus.REJECTED,
 }
 DEFAULT_PAUSE_S = 1.0  # after a rate limit without Retry-After
-STREAM_QUEUE = 10_000  # order updates buffered per subscription
 MAX_BUGS = 100  # distinct bugs inside ccxt logged with their traceback (then: counted as outages)
-_CLOSED: Any = object()  # the end of an order stream closed by us
 
 
 @dataclass(frozen=True)
@@ -187,13 +189,17 @@ class CcxtExchange:
         self._markets: dict[str, dict[str, Any]] = {}  # our symbol -> ccxt market
         self._rules_of: dict[str, MarketRules] = {}
         self._sizes: dict[str, Decimal] = {}  # our symbol -> base per venue unit (contract)
-        self._queues: set[asyncio.Queue[Any]] = set()  # open order streams (ended on close)
         self._ours: dict[str, str] = {}  # ccxt symbol -> our symbol
         self._cids: dict[str, str] = {}  # exchange order id -> client id
         self._fees = FeeBook()
         self._pause_until = 0.0
-        self._pending: set[asyncio.Future[None]] = set()  # subscriptions not yet confirmed
-        self._pumps: set[asyncio.Task[None]] = set()
+        self._orders = OrderFeed(
+            prepare=self._ensure_markets,
+            login=self._login,
+            watch=self._next_orders,
+            symbol_of=lambda order: self._ours.get(order["symbol"]),
+            report=self._report,
+        )
         self._bugs: set[tuple[str, str]] = set()  # kinds of bugs inside ccxt already logged
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -206,8 +212,9 @@ class CcxtExchange:
         after_subscriptions: bool = True,
     ) -> Any:
         """One ccxt call under the account-wide pause; failures become `mm.errors`."""
-        if self._pending and after_subscriptions:  # subscriptions started earlier go first
-            await asyncio.wait(list(self._pending), timeout=self.config.stale_after_s)
+        pending = self._orders.pending
+        if pending and after_subscriptions:  # subscriptions started earlier go first
+            await asyncio.wait(list(pending), timeout=self.config.stale_after_s)
         delay = self._pause_until - time.monotonic()
         if delay > 0:  # the venue said "too many requests": everyone waits, not one symbol
             await asyncio.sleep(delay)
@@ -616,15 +623,35 @@ class CcxtExchange:
         )
 
     # -- streams ----------------------------------------------------------------------------------
-    async def _watch(self, what: str, method: str, *args: Any, stale_s: float | None = None) -> Any:
+    async def _watch(
+        self, what: str, method: str, *args: Any, stale_s: float | None = None, shared: bool = True
+    ) -> Any:
+        """One `watch_*` call, bounded by the liveness watchdog.
+
+        ccxt gives every caller waiting for the same message the same Future. A `shared` call
+        is shielded: cancelling this caller (its stream closed, its watchdog tripped) must not
+        cancel another stream's wait; the orphaned wait ends with the next message. The order
+        feed's reader is alone on its wait by construction and is not shielded: the extra task
+        hops would widen the gap between two waits, in which an update is only cached by ccxt
+        (and delivered with the next one). A cancel that reaches us from inside ccxt, not from
+        our own task, ends the stream instead of leaking out as a CancelledError that looks like
+        a shutdown."""
         stale_s = self.config.stale_after_s if stale_s is None else stale_s
+        call = getattr(self.client, method)(*args)
+        if shared:
+            call = asyncio.shield(asyncio.ensure_future(call))
         try:
             async with asyncio.timeout(stale_s):
-                return await getattr(self.client, method)(*args)
+                return await call
         except TimeoutError:
             raise StreamDisconnected(
                 f"{what}: no message for {stale_s}s (dead even if open)"
             ) from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # we are being cancelled
+            raise StreamDisconnected(f"{what}: ccxt's wait was cancelled") from None
         except MMError:
             raise
         except Exception as e:
@@ -687,60 +714,14 @@ class CcxtExchange:
             await self.load_markets(missing)
 
     def stream_orders(self, symbols: Sequence[str]) -> AsyncIterator[OrderReport]:
-        """Subscribes now (the user stream is authenticated in the background and every later
-        call of this client waits for it), so an order placed after this call is seen."""
-        wanted = set(symbols)
-        queue: asyncio.Queue[OrderReport | Exception] = asyncio.Queue(STREAM_QUEUE)
-        subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.add(subscribed)
-        subscribed.add_done_callback(self._pending.discard)
-        task = asyncio.get_running_loop().create_task(
-            self._pump_orders(wanted, queue, subscribed), name="ccxt-orders"
-        )
-        self._pumps.add(task)
-        task.add_done_callback(self._pumps.discard)
+        """Subscribes now (the user stream is logged in in the background and every later call
+        of this client waits for it), so an order placed after this call is seen. Every order
+        stream of this client is fed by one reader (`OrderFeed`)."""
+        return self._orders.subscribe(symbols)
 
-        self._queues.add(queue)
-
-        async def updates() -> AsyncIterator[OrderReport]:
-            try:
-                while True:
-                    item = await queue.get()
-                    if item is _CLOSED:
-                        return
-                    if isinstance(item, Exception):
-                        raise item
-                    yield item
-            finally:
-                task.cancel()
-                self._queues.discard(queue)
-
-        return updates()
-
-    async def _pump_orders(
-        self,
-        wanted: set[str],
-        queue: asyncio.Queue[OrderReport | Exception],
-        subscribed: asyncio.Future[None],
-    ) -> None:
-        try:
-            await self._ensure_markets(sorted(wanted))
-            await self._login()
-            if not subscribed.done():
-                subscribed.set_result(None)
-            while True:
-                quiet = self.config.order_stale_after_s
-                for order in await self._watch("orders", "watch_orders", stale_s=quiet):
-                    ours = self._ours.get(order["symbol"])
-                    if ours in wanted:
-                        await queue.put(self._report(order, ours))
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            await queue.put(e)
-        finally:
-            if not subscribed.done():
-                subscribed.set_result(None)
+    async def _next_orders(self) -> list[dict[str, Any]]:
+        quiet = self.config.order_stale_after_s
+        return await self._watch("orders", "watch_orders", stale_s=quiet, shared=False)
 
     async def _login(self) -> None:
         """The order stream's login step, the venue's way (`Venue.stream_login`)."""
@@ -793,13 +774,7 @@ class CcxtExchange:
         return updates()
 
     async def close(self) -> None:
-        for task in list(self._pumps):
-            task.cancel()
-        await asyncio.gather(*self._pumps, return_exceptions=True)
-        for queue in list(self._queues):  # readers see their stream end
-            while not queue.empty():
-                queue.get_nowait()
-            queue.put_nowait(_CLOSED)
+        await self._orders.close()  # readers of the order streams see them end
         await self.client.close()
 
 

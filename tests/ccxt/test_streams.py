@@ -1,5 +1,6 @@
-"""CcxtExchange's streams: that each venue's order stream logs in and subscribes, and that a bug
-inside ccxt is not retried silently.
+"""CcxtExchange's streams: that each venue's order stream logs in and subscribes, that a bug
+inside ccxt is not retried silently, and that closing a stream never kills another one (ccxt
+hands every caller waiting for the same message the same Future).
 
 bitget, gate, okx and bybit run against `ws_stub` (a loopback socket that answers logins and
 records what ccxt sends) with REST replayed from the documented payloads (`Replay`); binance
@@ -19,14 +20,19 @@ import pytest
 
 from connectors.ccxt.exchange import CcxtConfig, CcxtExchange
 from connectors.simulated.exchange import SimConfig, SimulatedExchange
+from mm.core.model import OrderRequest, Side
 from mm.engine.clock import VirtualClock
 from mm.errors import StreamDisconnected
-from tests.ccxt.rig import KEY, SECRET, emulator
+from tests.ccxt.rig import KEY, SECRET, ccxt_binance, emulator
 from tests.ccxt.test_venue_parsing import MARKETS, VENUE_NAMES, connect, fixture_of, symbol_of
 from tests.ccxt.ws_stub import WsStub, ws_stub
 from tests.helpers import eventually
 
 TIMEOUT_S = 10.0
+
+
+def buy(client_id: str) -> OrderRequest:
+    return OrderRequest("BTCUSDT", client_id, Side.BUY, D("9900"), D("0.01"))
 
 
 def login_frame(stub: WsStub) -> int | None:
@@ -160,3 +166,98 @@ def test_a_bug_inside_ccxt_is_logged_once_with_its_traceback(
     [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert record.exc_info is not None and record.exc_info[0] is TypeError
     assert "missing 1 required positional argument" in record.getMessage() + str(record.exc_info[1])
+
+
+def waiting_for_orders(exchange: CcxtExchange) -> bool:
+    """ccxt waits for the next order update on some socket (an update sent now is delivered)."""
+    return any("orders" in c.futures for c in exchange.client.clients.values())
+
+
+def test_a_replaced_order_stream_leaves_the_new_one_working() -> None:
+    """Make before break (ConnectorService when the routed symbols change): stream B opens, then
+    the old stream A closes. ccxt hands every caller of `watch_orders` the same Future, so A's
+    reader, cancelled on close, must not cancel B's wait: an order placed after A is gone still
+    reaches B."""
+
+    async def scenario() -> None:
+        sim = SimulatedExchange(
+            SimConfig(balances={"USDT": D(100_000)}, start_prices={"BTCUSDT": D("10000")}),
+            VirtualClock(1_700_000_000_000),
+        )
+        try:
+            async with ccxt_binance(sim) as exchange:
+                a = exchange.stream_orders(["BTCUSDT"])
+                b = exchange.stream_orders(["BTCUSDT"])
+                await exchange.place_order(buy("handover-1"))
+                for stream in (a, b):  # both are live
+                    report = await asyncio.wait_for(anext(stream), TIMEOUT_S)
+                    assert report.client_id == "handover-1"
+                await eventually(lambda: waiting_for_orders(exchange), TIMEOUT_S, "the next wait")
+                await a.aclose()  # type: ignore[attr-defined]
+                await exchange.place_order(buy("handover-2"))
+                report = await asyncio.wait_for(anext(b), TIMEOUT_S)
+                assert report.client_id == "handover-2"
+                await b.aclose()  # type: ignore[attr-defined]
+        finally:
+            await sim.close()
+
+    asyncio.run(scenario())
+
+
+def test_closing_a_stream_leaves_a_shared_ccxt_wait_to_the_others() -> None:
+    """Two account streams wait on ccxt's one Future for the next balance message: cancelling
+    the first one's read does not cancel that Future, and the second gets the message."""
+
+    async def scenario() -> None:
+        exchange, _ = await connect("okx", "spot", signed=True)
+        shared: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        callers = []
+
+        async def watch_balance(*_: Any) -> Any:
+            callers.append(1)
+            return await shared  # what ccxt's `watch` hands every caller: the same Future
+
+        exchange.client.watch_balance = watch_balance
+        try:
+            a, b = exchange.stream_account(), exchange.stream_account()
+            first_a, first_b = asyncio.ensure_future(anext(a)), asyncio.ensure_future(anext(b))
+            await eventually(lambda: len(callers) == 2, TIMEOUT_S, "both streams to wait")
+            first_a.cancel()
+            await asyncio.gather(first_a, return_exceptions=True)
+            assert not shared.cancelled()
+            shared.set_result({"free": {"USDT": 5.0}, "used": {"USDT": 1.0}, "timestamp": 7})
+            update = await asyncio.wait_for(first_b, TIMEOUT_S)
+            assert [(x.asset, x.free, x.locked) for x in update.balances] == [
+                ("USDT", D("5.0"), D("1.0"))
+            ]
+        finally:
+            await exchange.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_wait_cancelled_inside_ccxt_ends_the_stream_as_disconnected() -> None:
+    """ccxt (or anything else) cancelling the Future a stream waits on is not the stream's own
+    cancellation: it ends as StreamDisconnected (the driver resubscribes), not CancelledError."""
+
+    async def scenario() -> None:
+        exchange, _ = await connect("okx", "spot", signed=True)
+        shared: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        callers = []
+
+        async def watch_balance(*_: Any) -> Any:
+            callers.append(1)
+            return await shared
+
+        exchange.client.watch_balance = watch_balance
+        try:
+            stream = exchange.stream_account()
+            first = asyncio.ensure_future(anext(stream))
+            await eventually(lambda: callers != [], TIMEOUT_S, "the stream to wait")
+            shared.cancel()
+            with pytest.raises(StreamDisconnected, match="cancelled"):
+                await asyncio.wait_for(first, TIMEOUT_S)
+        finally:
+            await exchange.close()
+
+    asyncio.run(scenario())
