@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -62,6 +63,7 @@ from mm.core.model import (
 from mm.core.rounding import is_multiple, size_problem
 from mm.errors import (
     ConfigError,
+    DuplicateOrder,
     InvalidArgument,
     InvalidOrder,
     MMError,
@@ -86,6 +88,7 @@ STATUS = {
     "rejected": OrderStatus.REJECTED,
 }
 DEFAULT_PAUSE_S = 1.0  # after a rate limit without Retry-After
+SENT_MEMORY = 100_000  # client ids remembered as sent (a re-send of one is looked up first)
 MAX_BUGS = 100  # distinct bugs inside ccxt logged with their traceback (then: counted as outages)
 
 
@@ -201,6 +204,7 @@ class CcxtExchange:
             report=self._report,
         )
         self._bugs: set[tuple[str, str]] = set()  # kinds of bugs inside ccxt already logged
+        self._sent: OrderedDict[str, None] = OrderedDict()  # client ids sent, oldest first
 
     # -- plumbing ---------------------------------------------------------------------------------
     async def _call(
@@ -331,6 +335,8 @@ class CcxtExchange:
 
     # -- orders -----------------------------------------------------------------------------------
     async def place_order(self, request: OrderRequest) -> OrderReport:
+        """Idempotent by client id: an id the venue holds an order for is `DuplicateOrder`, also
+        where the venue itself would accept it again (`_check_resend`)."""
         market = self._market(request.symbol)
         rules = self._rules_of[request.symbol]
         # ccxt would round an off-grid price or size to the market's precision and send *that*:
@@ -353,6 +359,7 @@ class CcxtExchange:
             params.update(self.venue.post_only_param)
         if request.reduce_only:
             params.update(self.venue.reduce_only_param)
+        await self._check_resend(request)
         order = await self._call(
             f"place_order {request.client_id}",
             "create_order",
@@ -368,6 +375,29 @@ class CcxtExchange:
         if report.status is OrderStatus.REJECTED and report.reason == PostOnlyRejected.reason:
             raise PostOnlyRejected(f"{request.client_id}: post-only order would have crossed")
         return report
+
+    async def _check_resend(self, request: OrderRequest) -> None:
+        """Before sending a client id this process sent before, ask the venue for it.
+
+        The engine sends again after an uncertain outcome (RequestTimeout, ExchangeUnavailable)
+        and counts on the venue refusing a duplicate; but binance's id is unique among *open*
+        orders only, so an order that was accepted (answer lost) and has filled since would not
+        stop a second one. The first send of an id costs nothing; a re-send costs one lookup and
+        goes out only if the venue has no order with that id. The last `SENT_MEMORY` ids are
+        remembered."""
+        client_id = request.client_id
+        if client_id in self._sent:
+            self._sent.move_to_end(client_id)
+            try:
+                found = await self.fetch_order(request.symbol, client_id)
+            except OrderNotFound:
+                return
+            raise DuplicateOrder(
+                f"{client_id}: already on the venue ({found.status.value}); not sent again"
+            )
+        self._sent[client_id] = None
+        if len(self._sent) > SENT_MEMORY:
+            self._sent.popitem(last=False)
 
     def _venue_qty(self, request: OrderRequest) -> Decimal:
         """The order's qty in the venue's unit: contracts where it counts them."""

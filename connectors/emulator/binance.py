@@ -13,6 +13,9 @@ What the real ccxt binance client needs, and nothing more:
 - The user data stream on the WebSocket API `/ws-api/v3` (`userDataStream.subscribe.signature`,
   how ccxt subscribes for spot): `executionReport` and `outboundAccountPosition` events.
 
+Client ids are Binance's: unique among open orders only, so a finished order's id is accepted
+again for a new order (`wire.REUSED`), and a lookup by it finds the newest.
+
 Faults injected into the simulated venue come out as Binance does them: 429 with Retry-After,
 503, `-1007` "execution status unknown" when an order was accepted but the answer was lost; and
 `streams.drop(...)` closes, silences or loses messages on the WebSocket side.
@@ -75,6 +78,7 @@ class BinanceEmulator(StreamsMixin):
         self._listen_keys: set[str] = set()
         self._markets: list[tuple[str, set[str], asyncio.Queue[dict[str, Any] | None]]] = []
         self._reported: dict[str, tuple[Decimal, Decimal]] = {}  # cid -> (filled, fee) sent
+        self._newest: dict[str, str] = {}  # a reused Binance client id -> its newest order's id
         self._fills_sent: dict[str, int] = {}  # symbol -> fills turned into events
         self._tasks: list[asyncio.Task[None]] = []
         self.requests = 0
@@ -344,8 +348,9 @@ class BinanceEmulator(StreamsMixin):
         return await self._answer(request, handle)
 
     def _client_id(self, rules: MarketRules, params: dict[str, str]) -> str:
+        """The simulated order a request names; by client id, the newest order with that id."""
         if "origClientOrderId" in params:
-            return params["origClientOrderId"]
+            return self._newest.get(params["origClientOrderId"], params["origClientOrderId"])
         if "orderId" in params:
             for order in self.sim.orders(rules.symbol):
                 if order.exchange_id == params["orderId"]:
@@ -372,18 +377,23 @@ class BinanceEmulator(StreamsMixin):
         side = {"BUY": Side.BUY, "SELL": Side.SELL}.get(params.get("side", ""))
         if side is None:
             raise wire.BinanceError(400, -1117, "Invalid side.")
-        client_id = params.get("newClientOrderId") or f"emu{uuid.uuid4().hex[:20]}"
-        report = await self.sim.place_order(
-            OrderRequest(
-                rules.symbol,
-                client_id,
-                side,
-                wire.decimal(params, "price"),
-                wire.decimal(params, "quantity"),
-                post_only=kind == "LIMIT_MAKER" or tif == "GTX",
-                reduce_only=reduce_only,
+        given = params.get("newClientOrderId") or f"emu{uuid.uuid4().hex[:20]}"
+        client_id = self._sim_id_for_new(given)
+        try:
+            report = await self.sim.place_order(
+                OrderRequest(
+                    rules.symbol,
+                    client_id,
+                    side,
+                    wire.decimal(params, "price"),
+                    wire.decimal(params, "quantity"),
+                    post_only=kind == "LIMIT_MAKER" or tif == "GTX",
+                    reduce_only=reduce_only,
+                )
             )
-        )
+        finally:
+            if client_id != given and client_id in self.sim._orders:  # accepted (maybe unsaid)
+                self._newest[given] = client_id
         out = wire.order_json(report, family)
         if family == wire.FUTURES:
             return out  # USD-M answers with the order alone
@@ -400,6 +410,17 @@ class BinanceEmulator(StreamsMixin):
             if f.client_id == client_id
         ]
         return out
+
+    def _sim_id_for_new(self, client_id: str) -> str:
+        """The simulated venue's id for a new order with Binance client id `client_id`: the id
+        itself, unless an order with it exists and is finished (Binance accepts the id again;
+        while that order is open, the venue refuses the duplicate as Binance does)."""
+        newest = self._newest.get(client_id, client_id)
+        order = self.sim._orders.get(newest)
+        if order is None or not order.status.is_terminal:
+            return newest
+        generation = int(newest.split(wire.REUSED)[1]) + 1 if newest != client_id else 2
+        return f"{client_id}{wire.REUSED}{generation}"
 
     async def _open_orders(self, request: Request) -> Response:
         async def handle() -> Any:

@@ -30,6 +30,10 @@ from mm.errors import (
 )
 
 RECV_WINDOW_MS = 5_000
+# A Binance client id is unique among *open* orders only: a finished order's id may be used
+# again. The simulated venue keeps ids unique forever, so the emulator names the n-th order of
+# a reused id `<id>~<n>` there ("~" is outside Binance's id alphabet) and writes it back bare.
+REUSED = "~"
 SPOT, FUTURES = "spot", "futures"
 PERP = "-PERP"
 STATUS = {
@@ -148,6 +152,11 @@ def cumulative(trades: list[Fill], upto: Fill) -> Decimal:
     return total
 
 
+def binance_id(client_id: str) -> str:
+    """The simulated venue's client id as Binance writes it (without a reuse suffix)."""
+    return client_id.split(REUSED, 1)[0]
+
+
 def execution(
     report: OrderReport,
     rules: MarketRules,
@@ -161,7 +170,7 @@ def execution(
         "e": "executionReport",
         "E": report.ts_ms,
         "s": report.symbol,
-        "c": report.client_id,
+        "c": binance_id(report.client_id),
         "S": report.side.value,
         "o": "LIMIT_MAKER" if report.post_only else "LIMIT",
         "f": "GTC",
@@ -170,7 +179,7 @@ def execution(
         "P": "0",
         "F": "0",
         "g": -1,
-        "C": report.client_id if kind == "CANCELED" else "",
+        "C": binance_id(report.client_id) if kind == "CANCELED" else "",
         "x": kind,
         "X": status,
         "r": "NONE",
@@ -246,7 +255,7 @@ def order_json(report: OrderReport, family: str = SPOT) -> dict[str, Any]:
     common = {
         "symbol": wire(report.symbol),
         "orderId": int(report.exchange_id),
-        "clientOrderId": report.client_id,
+        "clientOrderId": binance_id(report.client_id),
         "price": s(report.price),
         "origQty": s(report.qty),
         "executedQty": s(report.filled_qty),

@@ -515,12 +515,41 @@ def test_a_second_open_order_reusing_a_client_id_gets_binances_duplicate_error()
     run(scenario)
 
 
+def test_a_finished_orders_client_id_is_accepted_again_as_binance_does() -> None:
+    """Binance's newClientOrderId is unique among open orders only: once the order is finished,
+    the id may be sent again and names a new order (and a lookup by it finds the newest)."""
+
+    async def scenario(w: World) -> None:
+        first = await w.place(order_params("again-1"))
+        cancel = signed({"symbol": SPOT, "origClientOrderId": "again-1", "timestamp": now_ms()})
+        assert (await w.call("DELETE", "/api/v3/order", query=cancel)).status == 200
+        second = await w.place(order_params("again-1", price="9800"))
+        assert second.status == 200, second
+        assert second.body["clientOrderId"] == "again-1"
+        assert second.body["orderId"] != first.body["orderId"]
+        query = signed({"symbol": SPOT, "origClientOrderId": "again-1", "timestamp": now_ms()})
+        found = await w.call("GET", "/api/v3/order", query=query)
+        assert (found.body["orderId"], found.body["price"]) == (second.body["orderId"], "9800")
+        assert [(o.price, o.status) for o in w.sim.orders(SPOT)] == [
+            (D("9900"), CANCELED),
+            (D("9800"), OPEN),
+        ]
+
+    run(scenario)
+
+
 def test_through_ccxt_exchange_a_reused_client_id_is_duplicate_order_and_nothing_new_exists() -> (
     None
 ):
+    """The venue's refusal of an open order's id (here placed by an earlier process, which this
+    one does not remember sending) is DuplicateOrder; one this process sent is looked up first
+    and DuplicateOrder too, whatever state its order is in."""
+
     async def scenario(clock: VirtualClock, sim: SimulatedExchange, ex: CcxtExchange) -> None:
-        await ex.place_order(buy("dup-2"))
+        await sim.place_order(buy("dup-2"))  # an earlier process
         with pytest.raises(errors.DuplicateOrder, match="Duplicate order sent"):
+            await ex.place_order(buy("dup-2", price="9800", qty="0.02"))
+        with pytest.raises(errors.DuplicateOrder, match="already on the venue"):
             await ex.place_order(buy("dup-2", price="9800", qty="0.02"))
         [order] = sim.orders(SPOT)
         assert (order.client_id, order.price, order.qty, order.status) == (
@@ -804,6 +833,27 @@ def test_through_ccxt_exchange_a_lost_answer_is_request_timeout_and_resolved_by_
         assert (found.status, found.exchange_id, found.qty) == (OPEN, order.exchange_id, D("0.01"))
         cancelled = await ex.cancel_order(SPOT, "lost-2")
         assert cancelled.status is CANCELED and order.status is CANCELED
+
+    run_exchange(scenario)
+
+
+def test_through_ccxt_exchange_resending_after_a_lost_answer_never_places_twice() -> None:
+    """The engine sends a place again after RequestTimeout. On Binance the id is free again once
+    its order has filled, so the re-send must look the id up first: the first send went through
+    and filled, and the retry is DuplicateOrder (the engine then reads the order), not a second
+    order."""
+
+    async def scenario(clock: VirtualClock, sim: SimulatedExchange, ex: CcxtExchange) -> None:
+        sim.faults.inject("place_order", "timeout_after_accept")
+        crossing = buy("lost-4", price="10100")  # takes at once: FILLED before the answer
+        with pytest.raises(errors.RequestTimeout):
+            await ex.place_order(crossing)
+        [order] = sim.orders(SPOT)
+        assert order.status is FILLED
+        with pytest.raises(errors.DuplicateOrder):
+            await ex.place_order(crossing)  # the retry
+        assert [(o.client_id, o.status) for o in sim.orders(SPOT)] == [("lost-4", FILLED)]
+        assert (await ex.fetch_order(SPOT, "lost-4")).status is FILLED
 
     run_exchange(scenario)
 
