@@ -29,6 +29,11 @@ def _mapped(error: BaseException, changes_state: bool) -> Exception:
         what = "no answer in time"
     else:
         what = f"actor unavailable: {type(error).__name__}"
+    return lost(what, changes_state)
+
+
+def lost(what: str, changes_state: bool) -> Exception:
+    """The error for a call whose outcome is unknown: maybe-done for a state change."""
     if changes_state:
         return RequestTimeout(f"{what} (the change may still happen)")
     return ExchangeUnavailable(what)

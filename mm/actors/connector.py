@@ -21,7 +21,7 @@ from ray.exceptions import RayActorError
 from ray.util import metrics
 
 from mm.actors import options
-from mm.actors.calls import call
+from mm.actors.calls import call, lost
 from mm.core.model import (
     AccountUpdate,
     Balance,
@@ -34,9 +34,9 @@ from mm.core.model import (
     PriceTick,
 )
 from mm.engine.connector_service import ConnectorService
-from mm.engine.local_channel import LocalChannelServer, private_dir
+from mm.engine.local_channel import ChannelClosed, LocalChannelServer, LocalLink, private_dir
 from mm.engine.router import Delivery
-from mm.errors import RequestError
+from mm.errors import MMError, RequestError
 from mm.ports import Exchange, HealthReport
 from mm.settings import MarketMakerSettings
 
@@ -94,7 +94,8 @@ class Connector:
 
     async def _start_local(self) -> None:
         try:
-            server = LocalChannelServer(private_dir() / f"deliveries-{os.getpid()}.sock")
+            path = private_dir() / f"connector-{os.getpid()}.sock"
+            server = LocalChannelServer(path, serve=lambda method, args: self.call(method, *args))
             await server.start()
         except OSError as e:  # deliveries keep going by actor call
             log.warning("local delivery channel unavailable (%s); using Ray calls", e)
@@ -167,7 +168,9 @@ class Connector:
     async def stats(self) -> dict[str, Any]:
         out = self.service.stats()
         channels = self.local.channels() if self.local is not None else {}
-        out["local_channel"] = {s: c.sent for s, c in channels.items()}  # deliveries per symbol
+        out["local_channel"] = {
+            s: {"deliveries": c.sent, "calls": c.served} for s, c in channels.items()
+        }
         return out
 
     async def health(self) -> tuple[bool, str]:
@@ -209,6 +212,7 @@ class ConnectorExchange:
         self._handle = handle
         self.name = name
         self.consistency_window_ms = consistency_window_ms
+        self.link: LocalLink | None = None  # set while the local channel is connected
 
     async def describe(self) -> None:
         info = await call(self._handle.info.remote(), timeout_s=DESCRIBE_TIMEOUT_S)
@@ -216,8 +220,22 @@ class ConnectorExchange:
         self.consistency_window_ms = info["consistency_window_ms"]
 
     async def _call(self, method: str, *args: Any) -> Any:
+        """Over the local channel when connected (same node), else by actor call; either way
+        the connector runs it under the shared budget and its errors come back as themselves."""
+        changes_state = method in STATE_CHANGING
+        link = self.link
+        if link is not None and link.connected:
+            try:
+                return await link.call(method, *args)
+            except ChannelClosed as e:
+                if e.sent:  # written, never answered: it may have run
+                    raise lost(f"local channel dropped: {e}", changes_state) from None
+            except MMError:
+                raise
+            except Exception as e:  # not one of ours: unknown outcome, as over Ray
+                raise lost(f"the connector failed: {type(e).__name__}: {e}", changes_state) from e
         ref = self._handle.call.remote(method, *args)
-        return await call(ref, changes_state=method in STATE_CHANGING)
+        return await call(ref, changes_state=changes_state)
 
     async def load_markets(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
         return await self._call("load_markets", list(symbols))

@@ -139,14 +139,17 @@ class SymbolManager:
             await asyncio.sleep(self.settings.risk.report_every_s)
 
     async def _receive_locally(self) -> None:
-        """Take deliveries over the connector's local channel while both share a node (they
-        come by `deliver` calls otherwise, and meanwhile); reconnect whenever it drops."""
+        """Use the connector's local channel while both share a node: deliveries come in and
+        exchange calls go out over it (by Ray calls otherwise, and meanwhile); reconnect
+        whenever it drops."""
         attempt = 0
         while not self.stopped:
             try:
                 where = await call(self.connector.local_channel.remote(), timeout_s=CALL_TIMEOUT_S)
                 if where is not None and where["node_id"] == self.node_id:
-                    await local_channel.receive(where["path"], self.symbol, self.deliver)
+                    link = local_channel.LocalLink(self.symbol, self.deliver)
+                    self.exchange.link = link  # exchange calls use it while it is connected
+                    await link.run(where["path"])
                     attempt = 0  # it ran; the connector went away (restart): ask again
                 else:
                     attempt = 10  # another node or switched off: look again now and then

@@ -1,17 +1,24 @@
-"""The local delivery channel: a connector's deliveries to symbols on the same machine over a
-Unix socket instead of one Ray actor call each (DESIGN 6, "Routing"; docs/decisions.md).
+"""The local channel: a connector and a symbol on the same machine talk over a Unix socket
+instead of one Ray actor call per message (DESIGN 6, "Routing"; docs/decisions.md).
 
-Owns: the wire between a connector's `Mailbox` and one symbol's receiver, with exactly the
-promise of the actor call it replaces: `LocalChannel.send` returns only after the receiver has
-*applied* the delivery (journaled its updates, decided on its tick) and acked it, so the mailbox
-keeps one delivery in flight and conflates newer ticks as before. If the receiver goes away
-before its ack, `send` raises and the mailbox puts the delivery back and marks it `resync` — the
-updates are re-sent (or reconciled over REST) — so a socket never loses an order update.
+Owns: the wire between a connector and one symbol actor, both ways, with exactly the promises
+of the actor calls it replaces:
+- deliveries (connector -> symbol): `LocalChannel.send` returns only after the receiver has
+  *applied* the delivery (journaled its updates, decided on its tick) and acked it, so the
+  mailbox keeps one delivery in flight and conflates newer ticks as before. If the receiver
+  goes away before its ack, `send` raises and the mailbox puts the delivery back and marks it
+  `resync`, so a socket never loses an order update;
+- exchange calls (symbol -> connector): `LocalLink.call` runs one `Exchange` port method in
+  the connector (under its one account-wide budget) and returns its result or raises its
+  `mm.errors` exception. A call the link could not write raises `ChannelClosed(sent=False)`
+  (safe to send another way); one written but not answered raises `ChannelClosed(sent=True)`
+  (the caller treats a state change as maybe-done, like a timeout).
 A Unix socket in a directory only this user can open needs no network address and no token.
-Wire: the receiver sends `HELLO <symbol>\\n` once, then one byte `A` per applied delivery; the
-connector sends frames: a 4-byte big-endian length, a kind byte, then either a tick-only
-delivery as one line of text (`T`) or any other `Delivery` pickled (`P`: the serialization Ray
-uses between these same processes; nobody else can open the socket).
+Wire: the symbol sends `HELLO <symbol>\\n` once; then both sides send frames: a 4-byte
+big-endian length, a kind byte and a body. Connector -> symbol: `T` a tick-only delivery as one
+line of text (nearly all traffic; ~4x cheaper than a pickle), `P` any other delivery pickled,
+`R` a call's reply (pickled). Symbol -> connector: `A` ack (empty), `Q` a call (pickled). Pickle
+is what Ray uses between these same processes; nobody else can open the socket.
 Must not: import Ray or decide anything.
 """
 
@@ -27,6 +34,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from mm.core.model import PriceTick
 from mm.engine.router import Delivery
@@ -34,15 +42,19 @@ from mm.engine.router import Delivery
 log = logging.getLogger(__name__)
 
 HELLO = b"HELLO "
-ACK = b"A"
-TICK, PICKLE = b"T", b"P"  # frame kinds
+TICK, PICKLE, REPLY, ACK, CALL = b"T", b"P", b"R", b"A", b"Q"  # frame kinds
 MAX_HELLO = 256
 MAX_FRAME = 64 * 1024 * 1024  # 500 updates are ~200 KB; anything near this is garbage
 HELLO_TIMEOUT_S = 5.0
 
 
 class ChannelClosed(ConnectionError):
-    """The receiver went away; the delivery may or may not have been applied."""
+    """The other side went away. `sent`: the message was written, so it may have been acted on
+    (a delivery applied, a call carried out); False: it surely was not."""
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 def _tick_text(d: Delivery) -> bytes:
@@ -65,18 +77,19 @@ def _tick_delivery(body: bytes) -> Delivery:
     return Delivery(symbol, int(seq), (), tick, False, int(recv_ns))
 
 
+def frame(kind: bytes, body: bytes = b"") -> bytes:
+    return (len(body) + 1).to_bytes(4, "big") + kind + body
+
+
 def encode(delivery: Delivery) -> bytes:
-    """One frame. A tick alone (nearly every delivery) is a line of text, about 4x cheaper to
-    make and read than a pickle; anything with order updates or a resync is pickled."""
+    """A delivery's frame: a tick alone as text, anything with updates or a resync pickled."""
     if delivery.tick is not None and not delivery.updates and not delivery.resync:
-        body = TICK + _tick_text(delivery)
-    else:
-        body = PICKLE + pickle.dumps(delivery, protocol=pickle.HIGHEST_PROTOCOL)
-    return len(body).to_bytes(4, "big") + body
+        return frame(TICK, _tick_text(delivery))
+    return frame(PICKLE, pickle.dumps(delivery, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-async def read_frame(reader: asyncio.StreamReader) -> Delivery | None:
-    """The next delivery, or None at a clean end of stream; ValueError on garbage."""
+async def read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+    """The next (kind, body), or None at a clean end of stream; ValueError on garbage."""
     try:
         header = await reader.readexactly(4)
     except asyncio.IncompleteReadError as e:
@@ -90,7 +103,11 @@ async def read_frame(reader: asyncio.StreamReader) -> Delivery | None:
         body = await reader.readexactly(size)
     except asyncio.IncompleteReadError:
         raise ValueError("stream ended inside a frame") from None
-    kind, body = body[:1], body[1:]
+    return body[:1], body[1:]
+
+
+def decode(kind: bytes, body: bytes) -> Delivery:
+    """A delivery from a `T` or `P` frame; ValueError on anything else."""
     if kind == TICK:
         try:
             return _tick_delivery(body)
@@ -102,6 +119,12 @@ async def read_frame(reader: asyncio.StreamReader) -> Delivery | None:
     if not isinstance(delivery, Delivery):
         raise ValueError(f"a frame holds a {type(delivery).__name__}, not a Delivery")
     return delivery
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Delivery | None:
+    """The next delivery, or None at a clean end of stream; ValueError on garbage."""
+    message = await read_message(reader)
+    return None if message is None else decode(*message)
 
 
 def private_dir() -> Path:
@@ -116,21 +139,33 @@ def private_dir() -> Path:
     return path
 
 
-class LocalChannel:
-    """The connector's end of one symbol's channel."""
+Serve = Callable[[str, tuple[Any, ...]], Awaitable[Any]]
 
-    def __init__(self, symbol: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+
+class LocalChannel:
+    """The connector's end of one symbol's channel: deliveries out, calls in."""
+
+    def __init__(
+        self,
+        symbol: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        serve: Serve | None = None,
+    ):
         self.symbol = symbol
         self._reader = reader
         self._writer = writer
+        self._serve = serve
         self._ack: asyncio.Future[None] | None = None
+        self._calls: set[asyncio.Task[None]] = set()
         self.closed = False
         self.sent = 0
+        self.served = 0
 
     async def send(self, delivery: Delivery) -> None:
         """Write one delivery and wait until the receiver has applied it."""
         if self.closed:
-            raise ChannelClosed(f"{self.symbol}: local channel closed")
+            raise ChannelClosed(f"{self.symbol}: local channel closed", sent=False)
         self._ack = asyncio.get_running_loop().create_future()
         self._writer.write(encode(delivery))
         try:
@@ -139,33 +174,59 @@ class LocalChannel:
             self._ack = None
         self.sent += 1
 
-    async def read_acks(self) -> None:
-        """Resolve each pending send on its ack; on EOF or anything else, close and fail it."""
+    async def read_loop(self) -> None:
+        """Acks resolve the pending send, calls are served concurrently; on EOF or garbage
+        the channel closes (failing a pending send)."""
         try:
-            while True:
-                byte = await self._reader.read(1)
-                if byte != ACK:
-                    break
-                if self._ack is not None and not self._ack.done():
-                    self._ack.set_result(None)
-        except ConnectionError:
-            pass
+            while (message := await read_message(self._reader)) is not None:
+                kind, body = message
+                if kind == ACK:
+                    if self._ack is not None and not self._ack.done():
+                        self._ack.set_result(None)
+                elif kind == CALL and self._serve is not None:
+                    task = asyncio.create_task(self._answer(body))
+                    self._calls.add(task)
+                    task.add_done_callback(self._calls.discard)
+                else:
+                    raise ValueError(f"unexpected frame kind {kind!r}")
+        except (ConnectionError, ValueError) as e:
+            if not self.closed:
+                log.warning("%s: local channel: %s", self.symbol, e)
         finally:
             self.close()
+
+    async def _answer(self, body: bytes) -> None:
+        call_id, method, args = pickle.loads(body)
+        assert self._serve is not None
+        try:
+            reply = (call_id, True, await self._serve(method, tuple(args)))
+        except Exception as e:  # the caller raises it (an mm.errors one as itself)
+            reply = (call_id, False, e)
+        try:
+            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as e:  # an unpicklable result or error: say so, never hang
+            data = pickle.dumps((call_id, False, RuntimeError(f"unpicklable reply: {e}")))
+        self.served += 1
+        if not self.closed:
+            self._writer.write(frame(REPLY, data))
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self._writer.close()
+            for task in self._calls:
+                task.cancel()
         if self._ack is not None and not self._ack.done():
             self._ack.set_exception(ChannelClosed(f"{self.symbol}: receiver went away"))
 
 
 class LocalChannelServer:
-    """Accepts receivers on a Unix socket; the newest connection for a symbol wins."""
+    """Accepts symbol actors on a Unix socket; the newest connection for a symbol wins.
+    `serve(method, args)` carries out their exchange calls."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, serve: Serve | None = None) -> None:
         self.path = path
+        self.serve = serve
         self._channels: dict[str, LocalChannel] = {}
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -195,7 +256,7 @@ class LocalChannelServer:
             log.warning("local channel: bad hello %r", hello[:80])
             writer.close()
             return
-        channel = LocalChannel(symbol, reader, writer)
+        channel = LocalChannel(symbol, reader, writer, self.serve)
         old = self._channels.get(symbol)
         self._channels[symbol] = channel
         if old is not None:
@@ -204,7 +265,7 @@ class LocalChannelServer:
         assert task is not None
         self._tasks.add(task)
         try:
-            await channel.read_acks()
+            await channel.read_loop()
         finally:
             self._tasks.discard(task)
             if self._channels.get(symbol) is channel:
@@ -222,21 +283,87 @@ class LocalChannelServer:
             self.path.unlink()
 
 
-Handler = Callable[[Delivery], Awaitable[object]]
+Apply = Callable[[Delivery], Awaitable[object]]
 
 
-async def receive(path: str, symbol: str, apply: Handler) -> None:
-    """Connect as `symbol`'s receiver and apply deliveries until the connector goes away
-    (returns) or `apply` raises (propagates). Each delivery is acked after `apply` returns."""
-    reader, writer = await asyncio.open_unix_connection(path)
-    try:
-        writer.write(HELLO + symbol.encode("ascii") + b"\n")
-        while (delivery := await read_frame(reader)) is not None:
-            if delivery.symbol != symbol:
-                raise ValueError(f"a delivery for {delivery.symbol} on {symbol}'s channel")
-            await apply(delivery)
-            writer.write(ACK)
-    except ConnectionError:
-        return
-    finally:
-        writer.close()
+class LocalLink:
+    """A symbol actor's end: deliveries in (applied one at a time, each acked after it is
+    applied), exchange calls out. `run` lasts as long as the connection."""
+
+    def __init__(self, symbol: str, apply: Apply) -> None:
+        self.symbol = symbol
+        self._apply = apply
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._next_id = 0
+        self.calls = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing()
+
+    async def run(self, path: str) -> None:
+        """Connect and serve until the connector goes away (returns) or a delivery fails to
+        apply or the wire carries garbage (raises). Pending calls fail with `ChannelClosed`."""
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(HELLO + self.symbol.encode("ascii") + b"\n")
+        self._writer = writer
+        deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
+        applier = asyncio.create_task(self._apply_in_order(deliveries, writer))
+        reading = asyncio.create_task(self._read(reader, deliveries))
+        try:
+            await asyncio.wait([applier, reading], return_when=asyncio.FIRST_COMPLETED)
+            for task in (applier, reading):  # whichever ended first: its error, if any
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:  # everything synchronous first: a second cancel may interrupt the await
+            self._writer = None
+            writer.close()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ChannelClosed(f"{self.symbol}: connector went away"))
+            self._pending.clear()
+            applier.cancel()
+            reading.cancel()
+            await asyncio.gather(applier, reading, return_exceptions=True)
+
+    async def _read(self, reader: asyncio.StreamReader, out: asyncio.Queue[Delivery]) -> None:
+        with contextlib.suppress(ConnectionError):
+            while (message := await read_message(reader)) is not None:
+                kind, body = message
+                if kind == REPLY:
+                    call_id, ok, value = pickle.loads(body)
+                    future = self._pending.pop(call_id, None)
+                    if future is not None and not future.done():
+                        if ok:
+                            future.set_result(value)
+                        else:
+                            future.set_exception(value)
+                    continue
+                delivery = decode(kind, body)
+                if delivery.symbol != self.symbol:
+                    raise ValueError(f"a delivery for {delivery.symbol} on {self.symbol}'s link")
+                out.put_nowait(delivery)
+
+    async def _apply_in_order(self, queue: asyncio.Queue[Delivery], writer: Any) -> None:
+        while True:
+            delivery = await queue.get()
+            await self._apply(delivery)
+            writer.write(frame(ACK))
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """Run `method(*args)` of the exchange port in the connector."""
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            raise ChannelClosed(f"{self.symbol}: not connected", sent=False)
+        self._next_id += 1
+        call_id = self._next_id
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = future
+        body = pickle.dumps((call_id, method, args), protocol=pickle.HIGHEST_PROTOCOL)
+        writer.write(frame(CALL, body))
+        self.calls += 1
+        try:
+            return await future
+        finally:
+            self._pending.pop(call_id, None)

@@ -1,7 +1,9 @@
-"""The local delivery channel over real Unix sockets: a send returns only once the receiver
-applied the delivery, a slow receiver is conflated by the mailbox (not queued in the socket), a
-receiver that goes away fails the send and the mailbox re-sends its updates (nothing lost), the
-newest receiver of a symbol wins, and the socket lives in a directory only this user can open."""
+"""The local channel over real Unix sockets: a send returns only once the receiver applied the
+delivery, a slow receiver is conflated by the mailbox (not queued in the socket), a receiver that
+goes away fails the send and the mailbox re-sends its updates (nothing lost), the newest receiver
+of a symbol wins, the socket lives in a directory only this user can open; exchange calls the
+other way are matched by id, bring errors back as themselves, work from inside a delivery, and
+say whether a call lost with the connection may have happened."""
 
 import asyncio
 import os
@@ -17,11 +19,13 @@ from mm.engine import local_channel
 from mm.engine.local_channel import (
     ChannelClosed,
     LocalChannelServer,
+    LocalLink,
     encode,
     private_dir,
     read_frame,
 )
 from mm.engine.router import Delivery, Router
+from mm.errors import RateLimited
 from tests.helpers import eventually, run
 
 BTC = "BTCUSDT"
@@ -47,14 +51,15 @@ def socket_path():
 
 
 class Receiver:
-    """Runs `local_channel.receive` for BTC and records each delivery; waits on `gate`."""
+    """A `LocalLink` for BTC that records each delivery it applies; waits on `gate`."""
 
     def __init__(self, path, *, delay_s=0.0):
         self.got = []
         self.delay_s = delay_s
         self.gate = asyncio.Event()
         self.gate.set()
-        self.task = asyncio.create_task(local_channel.receive(str(path), BTC, self.apply))
+        self.link = LocalLink(BTC, self.apply)
+        self.task = asyncio.create_task(self.link.run(str(path)))
 
     async def apply(self, d):
         await self.gate.wait()
@@ -311,9 +316,114 @@ def test_a_receiver_fed_garbage_raises_instead_of_trading_on_it(socket_path, wir
             got.append(d)
 
         with pytest.raises((ValueError, pickle.UnpicklingError)):
-            await asyncio.wait_for(local_channel.receive(str(socket_path), BTC, apply), 5)
+            await asyncio.wait_for(LocalLink(BTC, apply).run(str(socket_path)), 5)
         assert got == []
         server.close()
         await server.wait_closed()
+
+    run(scenario())
+
+
+# -- exchange calls, symbol -> connector -----------------------------------------------------------
+class Venue:
+    """What the connector serves: records calls; `place_order` answers after `delay_s`."""
+
+    def __init__(self):
+        self.calls = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def __call__(self, method, args):
+        self.calls.append((method, args))
+        await self.gate.wait()
+        if method == "place_order":
+            price, delay_s = args
+            await asyncio.sleep(delay_s)
+            return OrderReport(BTC, f"o{price}", Side.BUY, D(price), D("1"), OrderStatus.OPEN)
+        if method == "fetch_balances":
+            raise RateLimited("slow down", retry_after_s=2.5)
+        raise ValueError(f"no such call {method}")
+
+
+async def serving(path, venue):
+    server = LocalChannelServer(path, serve=venue)
+    await server.start()
+    return server
+
+
+def test_calls_are_answered_by_id_even_out_of_order(socket_path):
+    async def scenario():
+        venue = Venue()
+        server = await serving(socket_path, venue)
+        receiver = Receiver(socket_path)
+        await connected(server)
+        slow = asyncio.create_task(receiver.link.call("place_order", "100", 0.2))
+        fast = asyncio.create_task(receiver.link.call("place_order", "101", 0.0))
+        assert (await fast).price == D("101")  # answered first, matched to its own call
+        assert (await slow).price == D("100")
+        assert [args for _, args in venue.calls] == [("100", 0.2), ("101", 0.0)]
+        assert server.channel(BTC).served == 2 and receiver.link.calls == 2
+        await server.close()
+
+    run(scenario())
+
+
+def test_a_venue_error_comes_back_as_itself_with_its_details(socket_path):
+    async def scenario():
+        server = await serving(socket_path, Venue())
+        receiver = Receiver(socket_path)
+        await connected(server)
+        with pytest.raises(RateLimited) as e:
+            await receiver.link.call("fetch_balances")
+        assert e.value.retry_after_s == 2.5
+        with pytest.raises(ValueError, match="no such call"):
+            await receiver.link.call("cancel_all", BTC)
+        await server.close()
+
+    run(scenario())
+
+
+def test_a_delivery_can_call_the_connector_while_it_is_applied(socket_path):
+    """The engine places orders while it applies a delivery, and the answer comes back on the
+    same socket that carried the delivery: this must not deadlock."""
+
+    async def scenario():
+        server = await serving(socket_path, Venue())
+        placed = []
+
+        async def apply(d):
+            placed.append(await link.call("place_order", str(d.tick.price), 0.0))
+
+        link = LocalLink(BTC, apply)
+        task = asyncio.create_task(link.run(str(socket_path)))
+        channel = await connected(server)
+        await asyncio.wait_for(channel.send(delivery("105")), 5)  # acked after the call
+        assert [r.price for r in placed] == [D("105")]
+        await server.close()
+        await asyncio.wait_for(task, 5)
+
+    run(scenario())
+
+
+def test_a_call_in_flight_when_the_connector_goes_is_maybe_done_and_a_new_one_never_sent(
+    socket_path,
+):
+    async def scenario():
+        venue = Venue()
+        venue.gate.clear()
+        server = await serving(socket_path, venue)
+        receiver = Receiver(socket_path)
+        await connected(server)
+        pending = asyncio.create_task(receiver.link.call("place_order", "100", 0.0))
+        await eventually(lambda: venue.calls, what="the call at the connector")
+        await server.close()  # the connector dies with the call under way
+        with pytest.raises(ChannelClosed) as e:
+            await asyncio.wait_for(pending, 5)
+        assert e.value.sent  # written: it may have happened
+        await asyncio.wait_for(receiver.task, 5)
+        assert not receiver.link.connected
+        with pytest.raises(ChannelClosed) as e:
+            await receiver.link.call("place_order", "101", 0.0)
+        assert not e.value.sent  # never written: safe to send another way
 
     run(scenario())

@@ -1,0 +1,136 @@
+"""`ConnectorExchange` (a symbol actor's exchange port) over the local channel: calls go over the
+socket while it is connected and by actor call otherwise, and every way a local call can fail
+ends as the same `mm.errors` outcome an actor call would give (no Ray cluster needed: the actor
+handle is a recorder; the real path runs in the Ray tests)."""
+
+import asyncio
+import uuid
+from decimal import Decimal as D
+
+import pytest
+
+from mm.actors.connector import ConnectorExchange
+from mm.core.model import OrderRequest, Side
+from mm.engine.local_channel import LocalChannelServer, LocalLink, private_dir
+from mm.errors import ExchangeUnavailable, PostOnlyRejected, RequestTimeout
+from tests.helpers import eventually, run
+
+BTC = "BTCUSDT"
+REQUEST = OrderRequest(BTC, "g1", Side.BUY, D("100"), D("1"), post_only=True)
+
+
+class ActorHandle:
+    """Stands in for the connector actor's handle: `handle.call.remote(...)` is recorded."""
+
+    def __init__(self):
+        self.call = self
+        self.calls = []
+
+    def remote(self, method, *args):
+        self.calls.append(method)
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(f"by actor call: {method}")
+        return future
+
+
+@pytest.fixture
+def socket_path():
+    path = private_dir() / f"test-{uuid.uuid4().hex[:12]}.sock"
+    yield path
+    path.unlink(missing_ok=True)
+
+
+def scenario_with(socket_path, serve, body):
+    async def scenario():
+        server = LocalChannelServer(socket_path, serve=serve)
+        await server.start()
+        handle = ActorHandle()
+        exchange = ConnectorExchange(handle)
+
+        async def apply(delivery):
+            return None
+
+        exchange.link = LocalLink(BTC, apply)
+        task = asyncio.create_task(exchange.link.run(str(socket_path)))
+        await eventually(lambda: server.channel(BTC) is not None, what="connected")
+        try:
+            return await body(exchange, handle, server)
+        finally:
+            await server.close()
+            await asyncio.wait_for(task, 5)
+
+    return run(scenario())
+
+
+def test_calls_go_over_the_link_while_connected_and_by_actor_call_after(socket_path):
+    served = []
+
+    async def serve(method, args):
+        served.append(method)
+        return [] if method == "fetch_open_orders" else None
+
+    async def body(exchange, handle, server):
+        assert await exchange.fetch_open_orders(BTC) == []
+        await server.close()
+        await eventually(lambda: not exchange.link.connected, what="the link to drop")
+        return await exchange.fetch_open_orders(BTC), handle.calls
+
+    answer, by_actor = scenario_with(socket_path, serve, body)
+    assert served == ["fetch_open_orders"]
+    assert answer == "by actor call: fetch_open_orders" and by_actor == ["fetch_open_orders"]
+
+
+def test_a_venue_rejection_comes_back_as_itself(socket_path):
+    async def serve(method, args):
+        raise PostOnlyRejected("would take liquidity")
+
+    async def body(exchange, handle, server):
+        with pytest.raises(PostOnlyRejected, match="would take"):
+            await exchange.place_order(REQUEST)
+        return handle.calls
+
+    assert scenario_with(socket_path, serve, body) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [("place_order", RequestTimeout), ("fetch_balances", ExchangeUnavailable)],
+)
+def test_a_foreign_error_in_the_connector_is_an_unknown_outcome(socket_path, method, expected):
+    async def serve(method, args):
+        raise KeyError("bug in the connector")
+
+    async def body(exchange, handle, server):
+        with pytest.raises(expected, match="KeyError"):
+            await (
+                exchange.place_order(REQUEST)
+                if method == "place_order"
+                else exchange.fetch_balances()
+            )
+        return handle.calls
+
+    assert scenario_with(socket_path, serve, body) == []  # and never re-sent by actor call
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [("place_order", RequestTimeout), ("fetch_balances", ExchangeUnavailable)],
+)
+def test_a_call_lost_with_the_connection_is_maybe_done_never_resent(socket_path, method, expected):
+    arrived = asyncio.Event()
+
+    async def serve(method, args):
+        arrived.set()
+        await asyncio.sleep(30)  # the connector dies first
+
+    async def body(exchange, handle, server):
+        pending = asyncio.create_task(
+            exchange.place_order(REQUEST) if method == "place_order" else exchange.fetch_balances()
+        )
+        await asyncio.wait_for(arrived.wait(), 5)
+        await server.close()
+        with pytest.raises(expected, match="local channel dropped"):
+            await asyncio.wait_for(pending, 5)
+        return handle.calls
+
+    assert scenario_with(socket_path, serve, body) == []
