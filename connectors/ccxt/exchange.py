@@ -462,13 +462,16 @@ class CcxtExchange:
         return report
 
     async def _learn_fees(self, symbol: str, market: dict[str, Any], exchange_id: str) -> None:
+        """The fees of order `exchange_id`, from its trades (each trade is noted against the
+        order it names, so a venue without an order filter still gives the right fee)."""
+        param = self.venue.trades_order_param[self.config.market]
         trades = await self._call(
             f"fetch_my_trades {symbol}",
             "fetch_my_trades",
             market["symbol"],
             None,
             None,
-            {"orderId": exchange_id},
+            {param: exchange_id} if param else {},
         )
         for trade in trades:
             self._note_fee(trade, symbol)
@@ -512,7 +515,11 @@ class CcxtExchange:
         """A trade names its order by the venue's id; ask the venue for the client id once."""
         market = self._market(symbol)
         order = await self._call(
-            f"fetch_order #{exchange_id}", "fetch_order", exchange_id, market["symbol"]
+            f"fetch_order #{exchange_id}",
+            "fetch_order",
+            exchange_id,
+            market["symbol"],
+            dict(self.venue.fetch_params),
         )
         client_id = self.venue.our_id(str(order.get("clientOrderId") or ""))
         if client_id:
@@ -708,7 +715,8 @@ class CcxtExchange:
                 for name, ticker in fresh:
                     yield self._tick(self._ours[name], ticker)
                 if not fresh:  # nothing new in the cache: wait for the next message
-                    await self._watch("prices", "watch_tickers", unified, {"name": "ticker"})
+                    params = dict(self.venue.ticker_params)
+                    await self._watch("prices", "watch_tickers", unified, params)
 
         return ticks()
 

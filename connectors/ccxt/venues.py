@@ -57,6 +57,13 @@ class Venue:
     stream_login: str | None = "params"
     private_ws: tuple[str, ...] = ()
     private_ws_unified: tuple[str, ...] = ()
+    # extra params of the price stream's `watch_tickers` (sent along in the subscription)
+    ticker_params: dict[str, object] = field(default_factory=dict)
+    # the `fetch_my_trades` param naming one order, per market ("spot", "linear"); None: the
+    # endpoint ccxt calls has no such filter, so a fee is learned from the market's recent trades
+    trades_order_param: dict[str, str | None] = field(
+        default_factory=lambda: {"spot": "orderId", "linear": "orderId"}
+    )
     # (ccxt method, response field) giving the account's user id when the private streams need
     # it and ccxt does not look it up itself (gate's futures channels name the user)
     uid_lookup: tuple[str, str] | None = None
@@ -127,6 +134,9 @@ VENUES: dict[str, Venue] = {
         },
         client_id_param="clientOrderId",  # sent as newClientOrderId
         client_id_pattern=r"[.A-Za-z0-9_:/-]{1,36}",
+        # the full 24h ticker stream (`<symbol>@ticker`): ccxt's default `@miniTicker` carries
+        # no best bid/ask
+        ticker_params={"name": "ticker"},
         batch_limit=5,  # futures batchOrders; spot places one by one
         ws_trade_id="t",  # executionReport / ORDER_TRADE_UPDATE "t" (-1: no trade)
         ws_trade_fee="n",  # that trade's commission (ccxt's order "fee" is a running total)
@@ -178,6 +188,9 @@ VENUES: dict[str, Venue] = {
         post_only_cancel=("finish_as", "poc"),  # spot; futures refuse it (ORDER_POC_IMMEDIATE)
         stream_login=None,
         uid_lookup=("privateAccountGetDetail", "user_id"),  # GET /account/detail
+        # spot my_trades takes `order_id`; ccxt reads futures trades from my_trades_timerange,
+        # which takes a contract and a time range only
+        trades_order_param={"spot": "order_id", "linear": None},
         batch_limit=10,
         message_errors=(("DUPLICATE", errors.DuplicateOrder),),
     ),
@@ -187,6 +200,7 @@ VENUES: dict[str, Venue] = {
         linear_options={"defaultType": "swap"},
         client_id_param="clientOrderId",  # clOrdId
         client_id_pattern=r"[A-Za-z0-9]{1,32}",
+        trades_order_param={"spot": "ordId", "linear": "ordId"},  # fills-history
         post_only_cancel=("cancelSource", "31"),  # "post-only order will take liquidity"
         batch_limit=20,
         message_errors=(

@@ -261,3 +261,80 @@ def test_a_wait_cancelled_inside_ccxt_ends_the_stream_as_disconnected() -> None:
             await exchange.close()
 
     asyncio.run(scenario())
+
+
+# the fields of each venue's documented ticker subscription (frame, then each entry of "args")
+TICKER_FIELDS: dict[str, tuple[set[str], set[str]]] = {
+    "okx": ({"op", "args"}, {"channel", "instId"}),
+    "bitget": ({"op", "args"}, {"instType", "channel", "instId"}),
+    "gate": ({"id", "time", "channel", "event", "payload"}, set()),
+    "bybit": ({"op", "req_id", "args"}, set()),
+}
+
+
+@pytest.mark.parametrize("market", MARKETS)
+@pytest.mark.parametrize("venue", VENUE_NAMES)
+def test_the_price_stream_subscribes_with_the_venues_own_fields(venue: str, market: str) -> None:
+    """Nothing another venue needs (binance's stream `name`) leaks into a subscription."""
+
+    async def scenario() -> dict[str, Any] | None:
+        async with ws_stub(venue) as (stub, ws_base):
+            exchange, _ = await connect(venue, market, ws_base=ws_base)
+            try:
+                async with reading(exchange.stream_prices([symbol_of(market)])) as first:
+                    await eventually(
+                        lambda: first.done() or subscription(stub) is not None,
+                        TIMEOUT_S,
+                        "the ticker subscription",
+                    )
+                    assert not first.done(), first.exception()
+            finally:
+                await exchange.close()
+            return subscription(stub)
+
+    sent = asyncio.run(scenario())
+    assert sent is not None
+    frame_fields, arg_fields = TICKER_FIELDS[venue]
+    assert set(sent) == frame_fields, sent
+    for arg in sent["args"] if arg_fields else ():
+        assert set(arg) == arg_fields, sent
+
+
+def subscription(stub: WsStub) -> dict[str, Any] | None:
+    """The first subscription request the stub received."""
+    frames = [f.message for f in stub.frames if isinstance(f.message, dict)]
+    return next((m for m in frames if "subscribe" in (m.get("op"), m.get("event"))), None)
+
+
+@pytest.mark.parametrize("market", MARKETS)
+def test_the_binance_price_stream_is_the_full_ticker_with_bid_and_ask(market: str) -> None:
+    """binance's default ticker stream (`@miniTicker`) has no best bid/ask; `@ticker` has."""
+
+    async def scenario() -> None:
+        sim = SimulatedExchange(
+            SimConfig(start_prices={"BTCUSDT": D("10000")}), VirtualClock(1_700_000_000_000)
+        )
+        try:
+            async with emulator(sim) as (emu, port):
+                exchange = CcxtExchange(
+                    CcxtConfig(
+                        venue="binance",
+                        market=market,
+                        http_base=f"http://127.0.0.1:{port}",
+                        ws_base=f"ws://127.0.0.1:{port}",
+                        loopback_only=True,
+                    )
+                )
+                try:
+                    async with reading(exchange.stream_prices([symbol_of(market)])) as first:
+                        await eventually(lambda: emu._markets != [], TIMEOUT_S, "a subscription")
+                        assert not first.done(), first.exception()
+                        assert [streams for _ws, streams, _q in emu._markets] == [
+                            {"btcusdt@ticker"}
+                        ]
+                finally:
+                    await exchange.close()
+        finally:
+            await sim.close()
+
+    asyncio.run(scenario())
