@@ -26,9 +26,14 @@ ingest        The connector's ingest path in-process (no Ray, no venue): a `Conn
               wall second (`router.ticks_in`) and the conflated share. The live venue cannot
               produce 50k ticks/s in Python, so this is where the ingest goal is checked.
               (It excludes what a real venue adds: socket reads and message parsing.)
-ray hop       The floor under the live numbers: a bare async actor -> async actor call (the
-              connector's delivery pattern: a `Delivery` with one tick, awaited, one in flight)
-              paced every 10 ms: one-way and round-trip latency, CPU per call on each side.
+ray hop       The floor of the Ray path (symbol actors on another node than the connector): a
+              bare async actor -> async actor call (a `Delivery` with one tick, awaited, one in
+              flight) paced every 10 ms: one-way and round-trip latency, CPU per call.
+local hop     The floor of the path the live run uses (every actor on one node): a tick-only
+              `Delivery` over the local channel (Unix socket) to a spawned process whose apply
+              does nothing, acked, paced every 10 ms and back to back: round trip, CPU per
+              delivery on each side (this VM charges several times more CPU to wake an idle
+              process than to serve a busy one).
 
 Goals (issue): at 20 symbols tick -> order p50 <= 2 ms and p99 <= 10 ms; >= 50k ticks/s
 ingested. Results depend on what else the machine runs: the live part needs the cores.
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
@@ -63,8 +69,11 @@ from mm.composition import make_exchange  # noqa: E402
 from mm.core.model import MarketType, PriceTick  # noqa: E402
 from mm.core.rounding import snap  # noqa: E402
 from mm.engine.connector_service import ConnectorService  # noqa: E402
+from mm.engine.local_channel import LocalChannelServer, LocalLink, private_dir  # noqa: E402
 from mm.engine.router import Delivery  # noqa: E402
 from mm.settings import MarketMakerSettings  # noqa: E402
+from scripts.benchlib import cpu_s as process_cpu_s  # noqa: E402
+from scripts.benchlib import spawned  # noqa: E402
 from scripts.machine import describe  # noqa: E402
 
 TICK_INTERVAL_MS = 10  # 100 ticks/s per market
@@ -481,6 +490,69 @@ def run_hop(seconds: float, every_ms: float = TICK_INTERVAL_MS) -> dict[str, Any
     }
 
 
+# -- local channel hop ---------------------------------------------------------------------------
+def _local_receiver(path: str, conn: Any) -> None:
+    """A spawned process holding a `LocalLink` whose deliveries do nothing (the floor)."""
+
+    async def main() -> None:
+        async def apply(delivery: Delivery) -> None:
+            return None
+
+        task = asyncio.create_task(LocalLink("BTCUSDT", apply).run(path))
+        conn.send(("ready", os.getpid()))
+        await task
+
+    asyncio.run(main())
+
+
+async def _local_hop(seconds: float, every_ms: float) -> dict[str, Any]:
+    path = private_dir() / f"bench-{os.getpid()}.sock"
+    server = LocalChannelServer(path)
+    await server.start()
+    try:
+        with spawned(functools.partial(_local_receiver, str(path)), "local-receiver") as (
+            _,
+            _,
+            pid,
+        ):
+            while (channel := server.channel("BTCUSDT")) is None:
+                await asyncio.sleep(0.01)
+            round_trip_ms: list[float] = []
+            cpu0, own0 = process_cpu_s(pid), time.process_time()
+            end, seq = time.monotonic() + seconds, 0
+            while time.monotonic() < end:
+                if every_ms:
+                    await asyncio.sleep(every_ms / 1000)
+                seq += 1
+                sent = time.time_ns()
+                tick = PriceTick("BTCUSDT", D("65000.01"), sent // 1_000_000)
+                await channel.send(Delivery("BTCUSDT", seq, (), tick, False, sent))
+                round_trip_ms.append((time.time_ns() - sent) / 1e6)
+            receiver_s, sender_s = process_cpu_s(pid) - cpu0, time.process_time() - own0
+            await server.close()  # the receiver's link ends, so does its process
+    finally:
+        await server.close()
+    calls = max(1, len(round_trip_ms))
+    return {
+        "every_ms": every_ms,
+        "calls": len(round_trip_ms),
+        "round_trip_ms": {
+            "p50": percentile(round_trip_ms, 0.5),
+            "p99": percentile(round_trip_ms, 0.99),
+        },
+        "cpu_ms_per_call": {
+            "receiver": 1000 * receiver_s / calls,
+            "sender": 1000 * sender_s / calls,
+        },
+    }
+
+
+def run_local_hop(seconds: float) -> list[dict[str, Any]]:
+    """The local channel's floor: a delivery paced like a tick (every 10 ms) and back to back;
+    the sender's CPU includes this loop."""
+    return [asyncio.run(_local_hop(seconds, every)) for every in (TICK_INTERVAL_MS, 0)]
+
+
 # -- output --------------------------------------------------------------------------------------
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
@@ -513,6 +585,37 @@ def goals(live: list[dict[str, Any]], ingest: list[dict[str, Any]]) -> dict[str,
         out["ingest_at_symbols"] = at["symbols"]
         out["ingest_ge_50k"] = at["ticks_in_per_s"] >= GOAL_INGEST
     return out
+
+
+def run_hops(seconds: float) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The two floors under the live numbers (skipped when `seconds` is 0), printed."""
+    hop: dict[str, Any] | None = None
+    if seconds > 0:
+        hop = run_hop(seconds)
+        o, r, c = hop["one_way_ms"], hop["round_trip_ms"], hop["cpu_ms_per_call"]
+        print(
+            f"\nray hop (floor of the live numbers): async actor -> async actor, a Delivery every"
+            f" {hop['every_ms']:g} ms, awaited, {seconds:g} s, {hop['calls']} calls\n"
+            f"  one-way p50 {_ms(o['p50'])} p99 {_ms(o['p99'])} ms; round trip p50"
+            f" {_ms(r['p50'])} p99 {_ms(r['p99'])} ms; CPU per call: receiver"
+            f" {_ms(c['receiver'])} ms, sender {_ms(c['sender'])} ms"
+        )
+    local_hop: list[dict[str, Any]] = []
+    if seconds > 0:
+        local_hop = run_local_hop(seconds)
+        print(
+            "\nlocal channel hop (what a symbol actor on the connector's node costs): a tick-only"
+        )
+        print("Delivery sent and acked by a process whose apply does nothing")
+        for h in local_hop:
+            r, c = h["round_trip_ms"], h["cpu_ms_per_call"]
+            pace = f"every {h['every_ms']:g} ms" if h["every_ms"] else "back to back"
+            print(
+                f"  {pace:>14}: round trip p50 {_ms(r['p50'])} p99 {_ms(r['p99'])} ms;"
+                f" CPU per delivery: receiver {_ms(c['receiver'])} ms, sender {_ms(c['sender'])} ms"
+                f" ({h['calls']} deliveries)"
+            )
+    return hop, local_hop
 
 
 def main() -> None:
@@ -575,17 +678,7 @@ def main() -> None:
                 f"{n:>3} {r['ticks_in_per_s']:>17,.0f} {r['ticks_delivered_per_s']:>12,.0f}"
                 f" {100 * (r['conflated_share'] or 0):>9.1f}%"
             )
-    hop: dict[str, Any] | None = None
-    if args.hop_seconds > 0:
-        hop = run_hop(args.hop_seconds)
-        o, r, c = hop["one_way_ms"], hop["round_trip_ms"], hop["cpu_ms_per_call"]
-        print(
-            f"\nray hop (floor of the live numbers): async actor -> async actor, a Delivery every"
-            f" {hop['every_ms']:g} ms, awaited, {args.hop_seconds:g} s, {hop['calls']} calls\n"
-            f"  one-way p50 {_ms(o['p50'])} p99 {_ms(o['p99'])} ms; round trip p50"
-            f" {_ms(r['p50'])} p99 {_ms(r['p99'])} ms; CPU per call: receiver"
-            f" {_ms(c['receiver'])} ms, sender {_ms(c['sender'])} ms"
-        )
+    hop, local_hop = run_hops(args.hop_seconds)
     met = goals(live, ingest)
     if met:
         print("\ngoals:")
@@ -611,6 +704,7 @@ def main() -> None:
             "live": live,
             "ingest": ingest,
             "ray_hop": hop,
+            "local_hop": local_hop,
             "goals": met,
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
