@@ -185,7 +185,7 @@ class BinanceEmulator(StreamsMixin):
 
     def _rules(self, symbol: str | None, family: str = wire.SPOT) -> MarketRules:
         """The simulated market a wire symbol names: `BTCUSDT` on /api is the spot market,
-        on /fapi the perpetual (`BTCUSDT-wire.PERP` in the simulated venue)."""
+        on /fapi the perpetual (`BTCUSDT-PERP` in the simulated venue)."""
         if symbol is None:
             raise wire.BinanceError(400, -1102, "Mandatory parameter 'symbol' was not sent.")
         rules = self.sim._rules.get(symbol + wire.PERP if family == wire.FUTURES else symbol)

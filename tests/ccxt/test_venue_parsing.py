@@ -10,8 +10,10 @@ parsing and our `load_markets` / `_find` / `_rules`; orders and trades through c
 answers through ccxt's `handle_errors` and our `to_mm`; and the requests through ccxt's
 `create_order` / `fetch_order` / `cancel_order`, called the way `CcxtExchange` calls them.
 
-Mismatches between our code and a venue are strict xfails whose reason says what goes wrong: they
-pass once fixed (and then fail, asking for the marker to go).
+A mismatch between our code and a venue can be recorded in its fixture (`known_mismatch`, or a
+value in gate's `terminal_finish_as` table): that case then runs as a strict xfail whose reason
+says what goes wrong, and fails once fixed, asking for the record to go. None is recorded now:
+every case is expected to pass.
 """
 
 from __future__ import annotations
