@@ -33,14 +33,14 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
-import ccxt.pro as ccxtpro
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
+from connectors.ccxt.config import CcxtConfig, new_client
+from connectors.ccxt.config import override_urls as override_urls  # their old home, still used
+from connectors.ccxt.config import urls_in as urls_in  # by tests/test_network_guard.py
 from connectors.ccxt.errors import is_bug, to_mm
 from connectors.ccxt.fees import FeeBook, in_quote
 from connectors.ccxt.order_feed import OrderFeed
@@ -72,8 +72,6 @@ from mm.errors import (
     RateLimited,
     StreamDisconnected,
 )
-from mm.netaddr import is_loopback
-from mm.observability.logs import register_secret
 from mm.ports import HealthReport
 
 log = logging.getLogger(__name__)
@@ -90,25 +88,6 @@ STATUS = {
 DEFAULT_PAUSE_S = 1.0  # after a rate limit without Retry-After
 SENT_MEMORY = 100_000  # client ids remembered as sent (a re-send of one is looked up first)
 MAX_BUGS = 100  # distinct bugs inside ccxt logged with their traceback (then: counted as outages)
-
-
-@dataclass(frozen=True)
-class CcxtConfig:
-    venue: str  # a key of VENUES
-    market: str = "spot"  # "spot" or "linear" (USDT perpetuals)
-    api_key: str = field(default="", repr=False)
-    api_secret: str = field(default="", repr=False)
-    passphrase: str = field(default="", repr=False)  # OKX, Bitget
-    # Send every request here instead of the venue (the emulator, a testnet): every REST URL
-    # keeps its path on `http_base`, every WebSocket URL on `ws_base`.
-    http_base: str | None = None
-    ws_base: str | None = None
-    loopback_only: bool = False  # refuse to start if any URL would leave this machine
-    stale_after_s: float = 30.0  # prices/klines: no tick this long = the stream is dead
-    # orders/account: a quiet account is normal, so the bound is longer; tripping it only costs
-    # a resubscribe and a REST gap-fill
-    order_stale_after_s: float = 120.0
-    timeout_ms: int = 10_000
 
 
 def _num(value: Any) -> Decimal:
@@ -136,24 +115,6 @@ def _seconds(value: Any) -> float | None:
         return None
 
 
-def override_urls(urls: Any, http_base: str | None, ws_base: str | None) -> Any:
-    """`urls` with every http(s) URL moved to `http_base` and every ws(s) URL to `ws_base`."""
-    if isinstance(urls, dict):
-        return {k: override_urls(v, http_base, ws_base) for k, v in urls.items()}
-    if isinstance(urls, str) and "://" in urls:
-        parts = urlsplit(urls)
-        base = ws_base if parts.scheme.startswith("ws") else http_base
-        if base is not None:
-            return base.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
-    return urls
-
-
-def urls_in(urls: Any) -> list[str]:
-    if isinstance(urls, dict):
-        return [u for v in urls.values() for u in urls_in(v)]
-    return [urls] if isinstance(urls, str) and "://" in urls else []
-
-
 class CcxtExchange:
     def __init__(self, config: CcxtConfig) -> None:
         if config.venue not in VENUES:
@@ -164,31 +125,7 @@ class CcxtExchange:
         self.venue: Venue = VENUES[config.venue]
         self.name = f"{config.venue}-{config.market}"
         self.consistency_window_ms = 0
-        for secret in (config.api_key, config.api_secret, config.passphrase):
-            if secret:
-                register_secret(secret)
-        options = dict(
-            self.venue.spot_options if config.market == "spot" else self.venue.linear_options
-        )
-        cls = getattr(ccxtpro, self.venue.ccxt_id)
-        self.client = cls(
-            {
-                "apiKey": config.api_key,
-                "secret": config.api_secret,
-                "password": config.passphrase or None,
-                "enableRateLimit": True,
-                "timeout": config.timeout_ms,
-                "options": options,
-            }
-        )
-        if config.http_base or config.ws_base:
-            self.client.urls["api"] = override_urls(
-                self.client.urls["api"], config.http_base, config.ws_base
-            )
-        if config.loopback_only:
-            leaving = [u for u in urls_in(self.client.urls["api"]) if not _loopback_url(u)]
-            if leaving:
-                raise ConfigError(f"URLs would leave this machine: {leaving[:3]}")
+        self.client = new_client(config, self.venue)
         self._markets: dict[str, dict[str, Any]] = {}  # our symbol -> ccxt market
         self._rules_of: dict[str, MarketRules] = {}
         self._sizes: dict[str, Decimal] = {}  # our symbol -> base per venue unit (contract)
@@ -814,7 +751,3 @@ class CcxtExchange:
     async def close(self) -> None:
         await self._orders.close()  # readers of the order streams see them end
         await self.client.close()
-
-
-def _loopback_url(url: str) -> bool:
-    return is_loopback(urlsplit(url).hostname or "")

@@ -33,7 +33,8 @@ import ccxt.pro as ccxtpro
 import pytest
 import yarl
 
-from connectors.ccxt.exchange import CcxtExchange, override_urls, urls_in
+from connectors.ccxt.config import override_urls, urls_in
+from connectors.ccxt.exchange import CcxtExchange
 from connectors.ccxt.venues import VENUES
 from connectors.emulator.binance import BinanceEmulator
 from connectors.simulated.exchange import SimConfig, SimulatedExchange
