@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -34,7 +35,13 @@ from mm.core.model import (
     PriceTick,
 )
 from mm.engine.connector_service import ConnectorService
-from mm.engine.local_channel import ChannelClosed, LocalChannelServer, LocalLink, private_dir
+from mm.engine.local_channel import (
+    ChannelClosed,
+    LocalChannelServer,
+    LocalLink,
+    private_dir,
+    sweep,
+)
 from mm.engine.router import Delivery
 from mm.errors import MMError, RequestError
 from mm.ports import Exchange, HealthReport
@@ -94,7 +101,9 @@ class Connector:
 
     async def _start_local(self) -> None:
         try:
-            path = private_dir() / f"connector-{os.getpid()}.sock"
+            directory = private_dir()
+            sweep(directory, "connector")  # sockets of killed predecessors
+            path = directory / f"connector-{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
             server = LocalChannelServer(path, serve=lambda method, args: self.call(method, *args))
             await server.start()
         except OSError as e:  # deliveries keep going by actor call

@@ -141,7 +141,9 @@ class SymbolManager:
     async def _receive_locally(self) -> None:
         """Use the connector's local channel while both share a node: deliveries come in and
         exchange calls go out over it (by Ray calls otherwise, and meanwhile); reconnect
-        whenever it drops."""
+        whenever it drops. Only once the journal is ours: a new process of this symbol waiting
+        for an old one to let go must not take the old one's channel."""
+        await self.ready_event.wait()
         attempt = 0
         while not self.stopped:
             try:
@@ -150,7 +152,9 @@ class SymbolManager:
                     link = local_channel.LocalLink(self.symbol, self.deliver)
                     self.exchange.link = link  # exchange calls use it while it is connected
                     await link.run(where["path"])
-                    attempt = 0  # it ran; the connector went away (restart): ask again
+                    # it ran until the connector went away (a restart): ask again soon, unless
+                    # it carried nothing (then something is wrong: back off)
+                    attempt = 0 if link.applied or link.calls else attempt + 1
                 else:
                     attempt = 10  # another node or switched off: look again now and then
             except Exception as e:

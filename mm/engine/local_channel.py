@@ -10,15 +10,18 @@ of the actor calls it replaces:
   `resync`, so a socket never loses an order update;
 - exchange calls (symbol -> connector): `LocalLink.call` runs one `Exchange` port method in
   the connector (under its one account-wide budget) and returns its result or raises its
-  `mm.errors` exception. A call the link could not write raises `ChannelClosed(sent=False)`
-  (safe to send another way); one written but not answered raises `ChannelClosed(sent=True)`
-  (the caller treats a state change as maybe-done, like a timeout).
+  `mm.errors` exception (any other error comes back as a RuntimeError naming it). A call the
+  link could not write raises `ChannelClosed(sent=False)` (safe to send another way); one
+  written but not answered raises `ChannelClosed(sent=True)` (the caller treats a state change
+  as maybe-done, like a timeout). A call under way in the connector when its symbol goes away
+  runs to its end; it is never cut off midway.
 A Unix socket in a directory only this user can open needs no network address and no token.
 Wire: the symbol sends `HELLO <symbol>\\n` once; then both sides send frames: a 4-byte
 big-endian length, a kind byte and a body. Connector -> symbol: `T` a tick-only delivery as one
 line of text (nearly all traffic; ~4x cheaper than a pickle), `P` any other delivery pickled,
-`R` a call's reply (pickled). Symbol -> connector: `A` ack (empty), `Q` a call (pickled). Pickle
-is what Ray uses between these same processes; nobody else can open the socket.
+`R` a call's reply (pickled). Symbol -> connector: `A <seq>` applied, `N <seq> <why>` not applied
+(the mailbox re-sends it with resync; the connection stays up), `Q` a call (pickled). Pickle is
+what Ray uses between these same processes; nobody else can open the socket.
 Must not: import Ray or decide anything.
 """
 
@@ -38,12 +41,14 @@ from typing import Any
 
 from mm.core.model import PriceTick
 from mm.engine.router import Delivery
+from mm.errors import MMError
 
 log = logging.getLogger(__name__)
 
 HELLO = b"HELLO "
-TICK, PICKLE, REPLY, ACK, CALL = b"T", b"P", b"R", b"A", b"Q"  # frame kinds
+TICK, PICKLE, REPLY, ACK, NACK, CALL = b"T", b"P", b"R", b"A", b"N", b"Q"  # frame kinds
 MAX_HELLO = 256
+MAX_REASON = 500
 MAX_FRAME = 64 * 1024 * 1024  # 500 updates are ~200 KB; anything near this is garbage
 HELLO_TIMEOUT_S = 5.0
 
@@ -127,6 +132,23 @@ async def read_frame(reader: asyncio.StreamReader) -> Delivery | None:
     return None if message is None else decode(*message)
 
 
+def sweep(directory: Path, prefix: str) -> list[Path]:
+    """Remove `<prefix>-<pid>-*.sock` files whose process is gone (a killed connector never
+    cleans up); returns what was removed."""
+    removed = []
+    for path in directory.glob(f"{prefix}-*.sock"):
+        try:
+            pid = int(path.name.split("-")[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+        except (ValueError, IndexError, PermissionError):
+            continue  # not ours to judge
+    return removed
+
+
 def private_dir() -> Path:
     """`$TMPDIR/opensqt-<uid>`, created 0700; refuses one another user owns or can open."""
     path = Path(tempfile.gettempdir()) / f"opensqt-{os.getuid()}"
@@ -140,6 +162,10 @@ def private_dir() -> Path:
 
 
 Serve = Callable[[str, tuple[Any, ...]], Awaitable[Any]]
+
+
+class DeliveryRefused(Exception):
+    """The receiver could not apply a delivery (it said why); the connection stays up."""
 
 
 class LocalChannel:
@@ -156,33 +182,39 @@ class LocalChannel:
         self._reader = reader
         self._writer = writer
         self._serve = serve
-        self._ack: asyncio.Future[None] | None = None
+        self._ack: tuple[bytes, asyncio.Future[None]] | None = None  # (seq, answered)
         self._calls: set[asyncio.Task[None]] = set()
         self.closed = False
         self.sent = 0
         self.served = 0
 
     async def send(self, delivery: Delivery) -> None:
-        """Write one delivery and wait until the receiver has applied it."""
+        """Write one delivery and wait until the receiver has applied it (`DeliveryRefused`
+        when it could not). A send that ends without its answer (cancelled) closes the
+        channel: an answer arriving later could otherwise be taken for the next delivery's."""
         if self.closed:
             raise ChannelClosed(f"{self.symbol}: local channel closed", sent=False)
-        self._ack = asyncio.get_running_loop().create_future()
-        self._writer.write(encode(delivery))
+        data = encode(delivery)
+        answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ack = (str(delivery.seq).encode(), answered)
+        self._writer.write(data)
         try:
-            await self._ack
+            await answered
+        except asyncio.CancelledError:
+            self.close()
+            raise
         finally:
             self._ack = None
         self.sent += 1
 
     async def read_loop(self) -> None:
-        """Acks resolve the pending send, calls are served concurrently; on EOF or garbage
+        """Answers resolve the pending send, calls are served concurrently; on EOF or garbage
         the channel closes (failing a pending send)."""
         try:
             while (message := await read_message(self._reader)) is not None:
                 kind, body = message
-                if kind == ACK:
-                    if self._ack is not None and not self._ack.done():
-                        self._ack.set_result(None)
+                if kind in (ACK, NACK):
+                    self._answered(kind, body)
                 elif kind == CALL and self._serve is not None:
                     task = asyncio.create_task(self._answer(body))
                     self._calls.add(task)
@@ -195,29 +227,58 @@ class LocalChannel:
         finally:
             self.close()
 
+    def _answered(self, kind: bytes, body: bytes) -> None:
+        seq, _, why = body.partition(b" ")
+        if self._ack is None or self._ack[0] != seq:
+            raise ValueError(f"an answer for delivery {seq!r} that is not in flight")
+        answered = self._ack[1]
+        if answered.done():
+            return
+        if kind == ACK:
+            answered.set_result(None)
+        else:
+            answered.set_exception(DeliveryRefused(why.decode("utf-8", "replace")))
+
     async def _answer(self, body: bytes) -> None:
-        call_id, method, args = pickle.loads(body)
+        """Run one call and write its reply; every outcome is answered (a caller never hangs),
+        an error that is not one of ours travels as a RuntimeError naming it."""
+        try:
+            call_id, method, args = pickle.loads(body)
+        except Exception as e:  # a broken peer: nothing can be answered
+            log.warning("%s: unreadable call (%s); closing the channel", self.symbol, e)
+            self.close()
+            return
         assert self._serve is not None
         try:
             reply = (call_id, True, await self._serve(method, tuple(args)))
-        except Exception as e:  # the caller raises it (an mm.errors one as itself)
+        except MMError as e:
             reply = (call_id, False, e)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # ours: the server is shutting down
+            reply = (call_id, False, RuntimeError("CancelledError inside the connector"))
+        except Exception as e:
+            reply = (call_id, False, RuntimeError(f"{type(e).__name__}: {e}"))
         try:
             data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as e:  # an unpicklable result or error: say so, never hang
+        except Exception as e:  # an unpicklable result: say so, never hang
             data = pickle.dumps((call_id, False, RuntimeError(f"unpicklable reply: {e}")))
         self.served += 1
         if not self.closed:
             self._writer.write(frame(REPLY, data))
 
-    def close(self) -> None:
+    def close(self, *, cancel_calls: bool = False) -> None:
+        """Stop talking. Calls under way run to their end (an exchange call is never cut off
+        midway; its reply is dropped) unless `cancel_calls` (shutdown)."""
         if not self.closed:
             self.closed = True
             self._writer.close()
+        if cancel_calls:
             for task in self._calls:
                 task.cancel()
-        if self._ack is not None and not self._ack.done():
-            self._ack.set_exception(ChannelClosed(f"{self.symbol}: receiver went away"))
+        if self._ack is not None and not self._ack[1].done():
+            self._ack[1].set_exception(ChannelClosed(f"{self.symbol}: receiver went away"))
 
 
 class LocalChannelServer:
@@ -275,7 +336,7 @@ class LocalChannelServer:
         if self._server is not None:
             self._server.close()
         for channel in list(self._channels.values()):
-            channel.close()
+            channel.close(cancel_calls=True)
         self._channels.clear()
         if self._tasks:  # each ends once its channel is closed
             await asyncio.wait(list(self._tasks), timeout=1.0)
@@ -287,8 +348,9 @@ Apply = Callable[[Delivery], Awaitable[object]]
 
 
 class LocalLink:
-    """A symbol actor's end: deliveries in (applied one at a time, each acked after it is
-    applied), exchange calls out. `run` lasts as long as the connection."""
+    """A symbol actor's end: deliveries in (applied one at a time, each answered after it is
+    applied: `A`, or `N` with the reason when applying raised), exchange calls out. `run`
+    lasts as long as the connection."""
 
     def __init__(self, symbol: str, apply: Apply) -> None:
         self.symbol = symbol
@@ -297,37 +359,46 @@ class LocalLink:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._next_id = 0
         self.calls = 0
+        self.applied = 0
+        self.refused = 0
 
     @property
     def connected(self) -> bool:
         return self._writer is not None and not self._writer.is_closing()
 
     async def run(self, path: str) -> None:
-        """Connect and serve until the connector goes away (returns) or a delivery fails to
-        apply or the wire carries garbage (raises). Pending calls fail with `ChannelClosed`."""
+        """Connect and serve until the connector goes away (returns) or the wire carries
+        garbage (raises). Then calls in flight fail with `ChannelClosed` and later ones go
+        another way, and a delivery being applied is finished (not cut off) before this
+        returns."""
         reader, writer = await asyncio.open_unix_connection(path)
         writer.write(HELLO + self.symbol.encode("ascii") + b"\n")
         self._writer = writer
-        deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
+        deliveries: asyncio.Queue[Delivery | None] = asyncio.Queue()
         applier = asyncio.create_task(self._apply_in_order(deliveries, writer))
         reading = asyncio.create_task(self._read(reader, deliveries))
         try:
             await asyncio.wait([applier, reading], return_when=asyncio.FIRST_COMPLETED)
-            for task in (applier, reading):  # whichever ended first: its error, if any
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            self._disconnect(writer)
+            deliveries.put_nowait(None)  # the one under way is finished, nothing after it
+            await applier
+            if not reading.cancelled() and reading.exception() is not None:
+                raise reading.exception()  # type: ignore[misc]
         finally:  # everything synchronous first: a second cancel may interrupt the await
-            self._writer = None
-            writer.close()
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(ChannelClosed(f"{self.symbol}: connector went away"))
-            self._pending.clear()
+            self._disconnect(writer)
             applier.cancel()
             reading.cancel()
             await asyncio.gather(applier, reading, return_exceptions=True)
 
-    async def _read(self, reader: asyncio.StreamReader, out: asyncio.Queue[Delivery]) -> None:
+    def _disconnect(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = None
+        writer.close()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ChannelClosed(f"{self.symbol}: connector went away"))
+        self._pending.clear()
+
+    async def _read(self, reader: asyncio.StreamReader, out: asyncio.Queue[Any]) -> None:
         with contextlib.suppress(ConnectionError):
             while (message := await read_message(reader)) is not None:
                 kind, body = message
@@ -345,11 +416,19 @@ class LocalLink:
                     raise ValueError(f"a delivery for {delivery.symbol} on {self.symbol}'s link")
                 out.put_nowait(delivery)
 
-    async def _apply_in_order(self, queue: asyncio.Queue[Delivery], writer: Any) -> None:
-        while True:
-            delivery = await queue.get()
-            await self._apply(delivery)
-            writer.write(frame(ACK))
+    async def _apply_in_order(self, queue: asyncio.Queue[Delivery | None], writer: Any) -> None:
+        while (delivery := await queue.get()) is not None:
+            seq = str(delivery.seq).encode()
+            try:
+                await self._apply(delivery)
+            except Exception as e:  # the connector re-sends it (with resync), as over Ray
+                self.refused += 1
+                log.warning("%s: delivery %d not applied: %s", self.symbol, delivery.seq, e)
+                why = f"{type(e).__name__}: {e}".encode("utf-8", "replace")[:MAX_REASON]
+                writer.write(frame(NACK, seq + b" " + why))
+                continue
+            self.applied += 1
+            writer.write(frame(ACK, seq))
 
     async def call(self, method: str, *args: Any) -> Any:
         """Run `method(*args)` of the exchange port in the connector."""
@@ -358,9 +437,9 @@ class LocalLink:
             raise ChannelClosed(f"{self.symbol}: not connected", sent=False)
         self._next_id += 1
         call_id = self._next_id
+        body = pickle.dumps((call_id, method, args), protocol=pickle.HIGHEST_PROTOCOL)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future
-        body = pickle.dumps((call_id, method, args), protocol=pickle.HIGHEST_PROTOCOL)
         writer.write(frame(CALL, body))
         self.calls += 1
         try:

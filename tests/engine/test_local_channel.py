@@ -18,14 +18,16 @@ from mm.core.model import OrderReport, OrderStatus, PriceTick, Side
 from mm.engine import local_channel
 from mm.engine.local_channel import (
     ChannelClosed,
+    DeliveryRefused,
     LocalChannelServer,
     LocalLink,
     encode,
     private_dir,
     read_frame,
+    sweep,
 )
 from mm.engine.router import Delivery, Router
-from mm.errors import RateLimited
+from mm.errors import ExchangeUnavailable, RateLimited
 from tests.helpers import eventually, run
 
 BTC = "BTCUSDT"
@@ -330,6 +332,7 @@ class Venue:
 
     def __init__(self):
         self.calls = []
+        self.finished = []
         self.gate = asyncio.Event()
         self.gate.set()
 
@@ -339,6 +342,7 @@ class Venue:
         if method == "place_order":
             price, delay_s = args
             await asyncio.sleep(delay_s)
+            self.finished.append(price)
             return OrderReport(BTC, f"o{price}", Side.BUY, D(price), D("1"), OrderStatus.OPEN)
         if method == "fetch_balances":
             raise RateLimited("slow down", retry_after_s=2.5)
@@ -376,7 +380,7 @@ def test_a_venue_error_comes_back_as_itself_with_its_details(socket_path):
         with pytest.raises(RateLimited) as e:
             await receiver.link.call("fetch_balances")
         assert e.value.retry_after_s == 2.5
-        with pytest.raises(ValueError, match="no such call"):
+        with pytest.raises(RuntimeError, match="ValueError: no such call"):  # not one of ours
             await receiver.link.call("cancel_all", BTC)
         await server.close()
 
@@ -427,3 +431,125 @@ def test_a_call_in_flight_when_the_connector_goes_is_maybe_done_and_a_new_one_ne
         assert not e.value.sent  # never written: safe to send another way
 
     run(scenario())
+
+
+def test_a_delivery_that_fails_to_apply_is_refused_and_the_link_stays_up(socket_path):
+    async def scenario():
+        server = await started(socket_path)
+        failures = [ExchangeUnavailable("venue down during the resync")]
+        applied = []
+
+        async def apply(d):
+            if failures:
+                raise failures.pop()
+            applied.append(d)
+
+        link = LocalLink(BTC, apply)
+        task = asyncio.create_task(link.run(str(socket_path)))
+        channel = await connected(server)
+        with pytest.raises(DeliveryRefused, match="ExchangeUnavailable: venue down"):
+            await channel.send(delivery("100", resync=True))
+        await channel.send(delivery("101", seq=2, resync=True))  # the mailbox's retry
+        assert [d.tick.price for d in applied] == [D("101")]
+        assert server.channel(BTC) is channel and link.connected and link.refused == 1
+        await server.close()
+        await asyncio.wait_for(task, 5)
+
+    run(scenario())
+
+
+def test_a_delivery_under_way_when_the_connector_goes_is_finished_not_cut_off(socket_path):
+    """Its calls after the drop fail as never sent (so they can go another way) and the apply
+    runs to its end before the link's `run` returns."""
+
+    async def scenario():
+        server = await serving(socket_path, Venue())
+        gate, outcomes = asyncio.Event(), []
+
+        async def apply(d):
+            await gate.wait()
+            try:
+                await link.call("place_order", "100", 0.0)
+            except ChannelClosed as e:
+                outcomes.append("not sent" if not e.sent else "maybe sent")
+            outcomes.append("finished")
+
+        link = LocalLink(BTC, apply)
+        task = asyncio.create_task(link.run(str(socket_path)))
+        channel = await connected(server)
+        send = asyncio.create_task(channel.send(delivery()))
+        await asyncio.sleep(0.05)
+        await server.close()  # the connector goes while the delivery is being applied
+        with pytest.raises(ChannelClosed):
+            await asyncio.wait_for(send, 5)
+        await asyncio.sleep(0.05)
+        assert not task.done()  # still finishing the delivery
+        gate.set()
+        await asyncio.wait_for(task, 5)
+        assert outcomes == ["not sent", "finished"]
+
+    run(scenario())
+
+
+def test_a_call_under_way_when_the_symbol_goes_is_not_cut_off_in_the_connector(socket_path):
+    async def scenario():
+        venue = Venue()
+        venue.gate.clear()
+        server = await serving(socket_path, venue)
+        receiver = Receiver(socket_path)
+        await connected(server)
+        pending = asyncio.create_task(receiver.link.call("place_order", "100", 0.0))
+        await eventually(lambda: venue.calls, what="the call at the connector")
+        receiver.task.cancel()  # the symbol actor dies
+        with pytest.raises((ChannelClosed, asyncio.CancelledError)):
+            await asyncio.wait_for(pending, 5)
+        await eventually(lambda: server.channel(BTC) is None, what="the channel closed")
+        venue.gate.set()  # the venue answers after all: the connector saw it through
+        await eventually(lambda: venue.finished == ["100"], what="the call to finish")
+        await server.close()
+
+    run(scenario())
+
+
+def test_a_cancelled_send_closes_the_channel_so_no_late_answer_is_misread(socket_path):
+    async def scenario():
+        server = await started(socket_path)
+        receiver = Receiver(socket_path)
+        receiver.gate.clear()
+        channel = await connected(server)
+        send = asyncio.create_task(channel.send(delivery()))
+        await asyncio.sleep(0.05)
+        send.cancel()  # e.g. the route is removed while a delivery is in flight
+        with pytest.raises(asyncio.CancelledError):
+            await send
+        assert channel.closed and server.channel(BTC) is None
+        receiver.gate.set()
+        await asyncio.wait_for(receiver.task, 5)
+        await server.close()
+
+    run(scenario())
+
+
+def test_a_cancel_raised_inside_the_venue_code_is_answered_not_left_hanging(socket_path):
+    async def scenario():
+        async def serve(method, args):
+            raise asyncio.CancelledError()  # from a library, not a cancel of ours
+
+        server = await serving(socket_path, serve)
+        receiver = Receiver(socket_path)
+        await connected(server)
+        with pytest.raises(RuntimeError, match="CancelledError inside the connector"):
+            await asyncio.wait_for(receiver.link.call("place_order", "100", 0.0), 5)
+        await server.close()
+
+    run(scenario())
+
+
+def test_sockets_of_dead_connectors_are_swept_and_live_ones_kept(tmp_path):
+    dead = tmp_path / "connector-999999999-abcd.sock"
+    alive = tmp_path / f"connector-{os.getpid()}-abcd.sock"
+    other = tmp_path / "connector-notapid.sock"
+    for path in (dead, alive, other):
+        path.touch()
+    assert sweep(tmp_path, "connector") == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
