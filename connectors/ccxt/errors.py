@@ -3,6 +3,10 @@
 Owns: deciding what a ccxt failure means for the caller — retry with backoff, rate limited,
 maybe-processed, rejected, not found, halt. Must not: retry anything itself.
 
+Halt (`OperationalError` and its `ConfigError`/`AuthenticationError`) is for what no retry and
+no other order can fix: keys, a missing parameter, a region ban, a closed client, a venue that
+wants a human on its website. "Record the rejection and carry on" is only for this one order.
+
 Rules that matter with money: a timeout or a broken connection during a state-changing call is
 `RequestTimeout` (the order may exist: look it up by client id), never "not placed"; a venue
 answer that says "not processed" (503, maintenance, 429) is `ExchangeUnavailable`/`RateLimited`.
@@ -23,6 +27,7 @@ TABLE: tuple[tuple[type[Exception], type[MMError]], ...] = (
     (ccxt.OrderNotFound, errors.OrderNotFound),
     (ccxt.OrderNotCached, errors.OrderNotFound),
     (ccxt.OrderNotFillable, errors.InvalidOrder),
+    (ccxt.ContractUnavailable, errors.OperationalError),  # the configured contract does not trade
     (ccxt.InsufficientFunds, errors.InsufficientFunds),
     (ccxt.BadSymbol, errors.InvalidArgument),
     (ccxt.InvalidOrder, errors.InvalidOrder),
@@ -33,6 +38,12 @@ TABLE: tuple[tuple[type[Exception], type[MMError]], ...] = (
     (ccxt.RequestTimeout, errors.RequestTimeout),
     (ccxt.InvalidNonce, errors.ExchangeUnavailable),  # clock skew: resync and retry
     (ccxt.AuthenticationError, errors.AuthenticationError),  # incl. PermissionDenied
+    (ccxt.ArgumentsRequired, errors.ConfigError),  # the venue table misses a parameter it needs
+    (ccxt.InvalidProxySettings, errors.ConfigError),
+    (ccxt.ManualInteractionNeeded, errors.OperationalError),  # e.g. accept terms on the website
+    (ccxt.RestrictedLocation, errors.OperationalError),
+    (ccxt.ExchangeClosedByUser, errors.OperationalError),  # closed: nothing may go out any more
+    (ccxt.InvalidAddress, errors.OperationalError),  # wallet calls: the market maker makes none
     (ccxt.BadResponse, errors.ExchangeUnavailable),
     (ccxt.NetworkError, errors.ExchangeUnavailable),
     (ccxt.BadRequest, errors.InvalidOrder),
@@ -40,8 +51,8 @@ TABLE: tuple[tuple[type[Exception], type[MMError]], ...] = (
     (ccxt.OperationRejected, errors.OrderRejected),
     (ccxt.ExchangeError, errors.OrderRejected),
 )
-# After these, a state-changing call may have been processed.
-UNCERTAIN = (errors.RequestTimeout, errors.ExchangeUnavailable)
+# Anything else (`BaseError`, `OperationFailed`, `CancelPending`, a bug inside ccxt) is treated
+# as an outage: `ExchangeUnavailable`. tests/ccxt/test_errors.py lists every ccxt class.
 
 
 def is_bug(error: BaseException) -> bool:
@@ -63,9 +74,7 @@ def to_mm(error: Exception, venue: Venue, *, call: str, changes_state: bool = Fa
     message = f"{call}: {type(error).__name__}: {text[:300]}"
     if changes_state and cls is errors.ExchangeUnavailable and _not_answered(error):
         cls = errors.RequestTimeout  # the connection broke: it may have gone through
-    if cls is errors.RateLimited:
-        return errors.RateLimited(message, retry_after_s=_retry_after(error))
-    return cls(message)
+    return cls(message)  # a RateLimited's Retry-After comes from the response headers (`_call`)
 
 
 def _not_answered(error: Exception) -> bool:
@@ -73,12 +82,3 @@ def _not_answered(error: Exception) -> bool:
     return isinstance(error, ccxt.NetworkError) and not isinstance(
         error, ccxt.ExchangeNotAvailable | ccxt.DDoSProtection | ccxt.InvalidNonce
     )
-
-
-def _retry_after(error: Exception) -> float | None:
-    headers = getattr(error, "headers", None) or {}
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

@@ -36,6 +36,7 @@ import yarl
 from connectors.ccxt.config import override_urls, urls_in
 from connectors.ccxt.exchange import CcxtExchange
 from connectors.ccxt.venues import VENUES
+from connectors.emulator import wire
 from connectors.emulator.binance import BinanceEmulator
 from connectors.simulated.exchange import SimConfig, SimulatedExchange
 from mm import errors
@@ -806,6 +807,29 @@ def test_through_ccxt_exchange_the_pause_is_the_venues_retry_after() -> None:
             await ex.place_order(buy("rl-2"))
         assert limited.value.retry_after_s == 2.0  # from the Retry-After header, not the default
         assert before + 2.0 <= ex._pause_until <= time.monotonic() + 2.0
+
+    run_exchange(scenario)
+
+
+def test_through_ccxt_exchange_a_418_ban_is_rate_limited_and_pauses_every_symbol() -> None:
+    """Binance answers 418 (IP banned for ignoring 429s) with a Retry-After: the same account-wide
+    pause as a 429, for the venue's time, not one symbol's backoff."""
+
+    async def scenario(clock: VirtualClock, sim: SimulatedExchange, ex: CcxtExchange) -> None:
+        async def banned(request: OrderRequest) -> OrderReport:
+            raise wire.BinanceError(
+                418, -1003, "Way too much request weight used; IP banned.", {"Retry-After": "2"}
+            )
+
+        sim.place_order = banned  # type: ignore[method-assign]
+        before = time.monotonic()
+        with pytest.raises(errors.RateLimited, match="418") as limited:
+            await ex.place_order(buy("ban-1"))
+        assert limited.value.retry_after_s == 2.0  # the venue's Retry-After, not the default
+        pause_until = ex._pause_until
+        assert before + 2.0 <= pause_until <= time.monotonic() + 2.0
+        assert await ex.fetch_open_orders("ETHUSDT") == []  # another symbol waits too
+        assert time.monotonic() >= pause_until
 
     run_exchange(scenario)
 
