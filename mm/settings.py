@@ -13,7 +13,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import SettingsConfigDict
 
 from mm.config import (
@@ -29,6 +36,7 @@ from mm.errors import ConfigError
 from mm.netaddr import is_loopback
 
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,20}(-PERP)?$"
+PASSPHRASE_VENUES = ("okx", "bitget")  # venues whose API keys come with a passphrase
 
 
 class SimulatedVenue(SimulatedConfig):
@@ -96,6 +104,23 @@ class CcxtVenue(Strict):
         120.0, gt=0, description="No order/account update this long: resubscribe and gap-fill."
     )
     timeout_ms: int = Field(10_000, ge=100, le=120_000, description="REST request timeout.")
+
+    @field_validator("credentials")
+    @classmethod
+    def _passphrase(
+        cls, credentials: ExchangeCredentials | None, info: ValidationInfo
+    ) -> ExchangeCredentials | None:
+        """okx and bitget sign every private call with the API passphrase too: without one the
+        first order would fail, so it fails here. (The key path is sensitive: no value shown.)"""
+        venue = info.data.get("venue")
+        if credentials is None or venue not in PASSPHRASE_VENUES:
+            return credentials  # no credentials at all: ExchangeSettings says so for kind ccxt
+        if credentials.passphrase is None or not credentials.passphrase.get_secret_value():
+            raise ValueError(
+                f"ccxt.credentials.passphrase is required for {venue} (its API passphrase; "
+                f"write it as ${{ENV_VAR}})"
+            )
+        return credentials
 
 
 class ExchangeSettings(Strict):

@@ -69,3 +69,28 @@ def test_credentials_come_from_the_environment_and_reach_the_client(tmp_path):
 def test_bad_ccxt_settings_are_explained(tmp_path, text, complaint):
     with pytest.raises(ConfigError, match=complaint):
         load(tmp_path, text, {})
+
+
+@pytest.mark.parametrize("venue", ["okx", "bitget"])
+@pytest.mark.parametrize("passphrase", [None, ""])
+def test_okx_and_bitget_are_refused_without_a_passphrase(tmp_path, venue, passphrase):
+    text = YAML.replace("venue: okx", f"venue: {venue}")
+    text = text.replace("      passphrase: ${OKX_PASS}\n", "")
+    if passphrase is not None:
+        text = text.replace(
+            "api_secret: ${OKX_SECRET}", "api_secret: ${OKX_SECRET}\n      passphrase: ''"
+        )
+    env = {"OKX_KEY": "key-123456789", "OKX_SECRET": "secret-123456789"}
+    with pytest.raises(ConfigError, match=rf"ccxt\.credentials\.passphrase.*{venue}") as refused:
+        load(tmp_path, text, env)
+    assert "secret-123456789" not in str(refused.value)
+    assert "key-123456789" not in str(refused.value)
+
+
+@pytest.mark.parametrize("venue", ["binance", "gate", "bybit"])
+def test_venues_without_a_passphrase_need_none(tmp_path, venue):
+    text = YAML.replace("venue: okx", f"venue: {venue}").replace(
+        "      passphrase: ${OKX_PASS}\n", ""
+    )
+    env = {"OKX_KEY": "key-123456789", "OKX_SECRET": "secret-123456789"}
+    assert load(tmp_path, text, env).exchange.ccxt.venue == venue
