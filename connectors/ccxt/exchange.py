@@ -478,13 +478,19 @@ class CcxtExchange:
             return out
         unified = [self._market(s)["symbol"] for s in perps]
         for p in await self._call("fetch_positions", "fetch_positions", unified):
-            ours = self._ours.get(p["symbol"])
-            if ours is None:
-                continue
-            qty = _in_base(_num(p.get("contracts")), self._sizes[ours])
-            sign = -1 if p.get("side") == "short" else 1
-            out[ours] = Position(ours, sign * qty, _num(p.get("entryPrice")))
+            position = self._position(p)
+            if position is not None:
+                out[position.symbol] = position
         return out
+
+    def _position(self, p: dict[str, Any]) -> Position | None:
+        """Our position of one ccxt position (None: not a market of ours)."""
+        ours = self._ours.get(p.get("symbol") or "")
+        if ours is None:
+            return None
+        qty = _in_base(_num(p.get("contracts")), self._sizes[ours])
+        sign = -1 if p.get("side") == "short" else 1
+        return Position(ours, sign * qty, _num(p.get("entryPrice")))
 
     async def fetch_klines(
         self, symbol: str, interval: str, since_ms: int | None = None, limit: int = 500
@@ -740,13 +746,40 @@ class CcxtExchange:
                 balance = await self._watch(
                     "account", "watch_balance", stale_s=self.config.order_stale_after_s
                 )
-                balances = tuple(
-                    Balance(a, _num(f), _num((balance.get("used") or {}).get(a)))
-                    for a, f in (balance.get("free") or {}).items()
+                yield AccountUpdate(
+                    self._streamed_balances(balance),
+                    self._streamed_positions(),
+                    int(balance.get("timestamp") or 0),
                 )
-                yield AccountUpdate(balances, (), int(balance.get("timestamp") or 0))
 
         return updates()
+
+    @staticmethod
+    def _streamed_balances(balance: dict[str, Any]) -> tuple[Balance, ...]:
+        """A USD-M account update carries wallet balances only (ccxt: `total`, no `free`): free
+        is then the total less what is in use."""
+        free, used, total = (balance.get(k) or {} for k in ("free", "used", "total"))
+        out = []
+        for asset in {**free, **total}:
+            locked = _num(used.get(asset))
+            if free.get(asset) is None:
+                out.append(Balance(asset, _num(total.get(asset)) - locked, locked))
+            else:
+                out.append(Balance(asset, _num(free[asset]), locked))
+        return tuple(out)
+
+    def _streamed_positions(self) -> tuple[Position, ...]:
+        """The newest position of each symbol in ccxt's position cache, which binance USD-M
+        fills from the same account update as the balances (empty where nothing fills it)."""
+        cache = getattr(self.client, "positions", None)
+        if isinstance(cache, dict):  # binance: one cache per account type
+            cache = cache.get(self.config.market)
+        newest: dict[str, Position] = {}
+        for p in cache or ():
+            position = self._position(p)
+            if position is not None:
+                newest[position.symbol] = position  # the cache holds the newest last
+        return tuple(newest.values())
 
     async def close(self) -> None:
         await self._orders.close()  # readers of the order streams see them end

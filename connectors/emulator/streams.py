@@ -20,7 +20,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from connectors.emulator import wire
-from mm.core.model import MarketRules, OrderReport, OrderStatus
+from mm.core.model import Candle, MarketRules, OrderReport, OrderStatus
 
 
 @dataclass
@@ -153,6 +153,7 @@ class StreamsMixin:
             if step is None:
                 return None
             start = now - now % step
+            candle = self._candle(rules.symbol, interval, start, price)
             return {
                 "e": "kline",
                 "E": now,
@@ -164,11 +165,11 @@ class StreamsMixin:
                     "i": interval,
                     "f": -1,
                     "L": -1,
-                    "o": wire.s(price),
-                    "c": wire.s(price),
-                    "h": wire.s(price),
-                    "l": wire.s(price),
-                    "v": "0",
+                    "o": wire.s(candle.open),
+                    "c": wire.s(candle.close),
+                    "h": wire.s(candle.high),
+                    "l": wire.s(candle.low),
+                    "v": wire.s(candle.volume),
                     "n": 0,
                     "x": False,
                     "q": "0",
@@ -178,6 +179,15 @@ class StreamsMixin:
                 },
             }
         return None
+
+    def _candle(self, symbol: str, interval: str, start: int, price: Decimal) -> Candle:
+        """The venue's own candle of `interval` opened at `start` (as `/klines` answers it), or
+        one at `price` if the venue has none yet."""
+        history = self.sim._klines[symbol.removesuffix(wire.PERP)]
+        candles = history.candles(interval, since_ms=start, limit=1)
+        if candles and candles[-1].ts_ms == start:
+            return candles[-1]
+        return Candle(start, price, price, price, price)
 
     async def _ws_api(self, ws: WebSocket) -> None:
         await ws.accept()
