@@ -133,6 +133,7 @@ class CcxtExchange:
         self._cids: dict[str, str] = {}  # exchange order id -> client id
         self._fees = FeeBook()
         self._pause_until = 0.0
+        self._mode_checked = False  # the account's position mode was found one-way
         self._orders = OrderFeed(
             prepare=self._ensure_markets,
             login=self._login,
@@ -218,7 +219,28 @@ class CcxtExchange:
             out[symbol] = self._rules_of[symbol] = self._rules(symbol, market)
         if unknown:
             raise ConfigError(f"{self.name} does not list {unknown}")
+        if out and not self._mode_checked:
+            await self._check_position_mode(self._markets[next(iter(out))]["symbol"])
         return out
+
+    async def _check_position_mode(self, unified: str) -> None:
+        """Perpetuals: the grid reasons about one net position per symbol (`Venue.position_mode`),
+        so an account in hedge mode is refused (`ConfigError`: halt) where ccxt can read the
+        mode (`has['fetchPositionMode']`); where it cannot, or without credentials, nothing is
+        asked. The mode is account-wide on these venues: asked once."""
+        if self.config.market != "linear" or not self.config.api_key:
+            return
+        if not self.client.has.get("fetchPositionMode"):
+            return
+        mode = await self._call(
+            "position mode", "fetch_position_mode", unified, after_subscriptions=False
+        )
+        if mode.get("hedged") and self.venue.position_mode == "one-way":
+            raise ConfigError(
+                f"{self.name}: the account is in hedge (dual-side) position mode; the grid needs "
+                f"one-way (net) mode: switch it at the venue, then start again"
+            )
+        self._mode_checked = True
 
     def _find(self, markets: dict[str, Any], symbol: str) -> dict[str, Any] | None:
         """Our `BTCUSDT` is the spot market whose base+quote spell it; `BTCUSDT-PERP` the

@@ -82,6 +82,7 @@ class BinanceEmulator(StreamsMixin):
         self._fills_sent: dict[str, int] = {}  # symbol -> fills turned into events
         self._tasks: list[asyncio.Task[None]] = []
         self.requests = 0
+        self.dual_side_position = False  # the account's USD-M position mode: one-way unless set
         self.app = Starlette(
             routes=[
                 Route("/api/v3/ping", self._ping),
@@ -112,6 +113,7 @@ class BinanceEmulator(StreamsMixin):
                 Route("/fapi/v2/positionRisk", self._position_risk),
                 Route("/fapi/v3/positionRisk", self._position_risk),
                 Route("/fapi/v1/leverageBracket", self._leverage_bracket),
+                Route("/fapi/v1/positionSide/dual", self._position_side_dual),
                 Route("/fapi/v1/listenKey", self._listen_key, methods=["POST", "PUT", "DELETE"]),
                 Route(
                     "/{path:path}",
@@ -550,6 +552,16 @@ class BinanceEmulator(StreamsMixin):
                 rules = self._rules(params["symbol"], wire.FUTURES)
                 positions = [p for p in positions if p.symbol == rules.symbol]
             return [wire.position_json(p, now, self._last(p.symbol)) for p in positions]
+
+        return await self._answer(request, handle)
+
+    async def _position_side_dual(self, request: Request) -> Response:
+        """GET: the account's position mode (`true`: hedge, long and short apart; `false`:
+        one-way). Changing it (POST) is not implemented: set `dual_side_position`."""
+
+        async def handle() -> Any:
+            await self._params(request, signed=True)
+            return {"dualSidePosition": self.dual_side_position}
 
         return await self._answer(request, handle)
 

@@ -34,7 +34,7 @@ import pytest
 import yarl
 
 from connectors.ccxt.config import override_urls, urls_in
-from connectors.ccxt.exchange import CcxtExchange
+from connectors.ccxt.exchange import CcxtConfig, CcxtExchange
 from connectors.ccxt.venues import VENUES
 from connectors.emulator import wire
 from connectors.emulator.binance import BinanceEmulator
@@ -937,3 +937,62 @@ def test_ccxt_maps_the_market_data_errors_to_its_classes() -> None:
                 await c.fetch_ohlcv(UNIFIED, "7m")
 
     run(scenario)
+
+
+# -- 6. the account's position mode ---------------------------------------------------------------
+@pytest.mark.parametrize(("market", "hedged"), [("linear", False), ("spot", True)])
+def test_load_markets_accepts_a_one_way_account_and_spot_never_asks(
+    market: str, hedged: bool
+) -> None:
+    async def main() -> None:
+        _, sim = new_venue()
+        try:
+            async with emulator(sim) as (emu, port):
+                emu.dual_side_position = hedged
+                exchange = exchange_on(port, market)
+                try:
+                    symbol = "BTCUSDT-PERP" if market == "linear" else SPOT
+                    rules = await exchange.load_markets([symbol])
+                    assert list(rules) == [symbol]
+                    assert exchange._mode_checked is (market == "linear")
+                finally:
+                    await exchange.close()
+        finally:
+            await sim.close()
+
+    asyncio.run(main())
+
+
+def test_load_markets_refuses_a_perpetual_account_in_hedge_mode() -> None:
+    async def main() -> None:
+        _, sim = new_venue()
+        try:
+            async with emulator(sim) as (emu, port):
+                emu.dual_side_position = True
+                exchange = exchange_on(port, "linear")
+                try:
+                    with pytest.raises(errors.ConfigError, match="hedge") as refused:
+                        await exchange.load_markets(["BTCUSDT-PERP"])
+                    assert isinstance(refused.value, errors.OperationalError)  # the engine halts
+                    emu.dual_side_position = False  # switched at the venue: asked again
+                    assert list(await exchange.load_markets(["BTCUSDT-PERP"])) == ["BTCUSDT-PERP"]
+                finally:
+                    await exchange.close()
+        finally:
+            await sim.close()
+
+    asyncio.run(main())
+
+
+def exchange_on(port: int, market: str) -> CcxtExchange:
+    return CcxtExchange(
+        CcxtConfig(
+            venue="binance",
+            market=market,
+            api_key=KEY,
+            api_secret=SECRET,
+            http_base=f"http://127.0.0.1:{port}",
+            ws_base=f"ws://127.0.0.1:{port}",
+            loopback_only=True,
+        )
+    )
