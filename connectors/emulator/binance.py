@@ -60,11 +60,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StreamFaults:
-    """Faults of the WebSocket side, set by tests: the next user-data events are affected."""
+    """Faults of the WebSocket side, set by tests: the next user-data events (or, for the
+    market ones, the next ticks) are affected."""
 
     close_sockets: int = 0  # close this many user-data sockets at the next event
     silence: bool = False  # keep sockets open but send nothing (a dead connection)
     drop_user_events: int = 0  # lose this many user-data events
+    close_market_sockets: int = 0  # close this many market-data sockets at the next tick
+    silence_markets: bool = False  # market-data sockets stay open but get nothing
 
 
 class BinanceEmulator(StreamsMixin):

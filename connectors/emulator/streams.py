@@ -77,16 +77,17 @@ class StreamsMixin:
                     await queue.put(
                         {"error": {"code": 2, "msg": f"Invalid request {method}"}, "id": ident}
                     )
-        except (WebSocketDisconnect, json.JSONDecodeError):
+        except (WebSocketDisconnect, json.JSONDecodeError, RuntimeError):
             pass
         finally:
-            self._markets.remove(entry)
+            with contextlib.suppress(ValueError):  # a fault may have removed it
+                self._markets.remove(entry)
             sender.cancel()
 
     async def _forward_prices(self) -> None:
         """Every tick of the venue -> ticker/miniTicker/bookTicker/kline events subscribed."""
         async for tick in self.sim.stream_prices(list(self.sim._rules)):
-            if not self._markets:
+            if not self._markets or self._market_faults():
                 continue
             rules = self.sim._rules[tick.symbol]
             name = wire.wire(tick.symbol).lower()
@@ -102,6 +103,18 @@ class StreamsMixin:
                     )
                     if event is not None and not queue.full():
                         queue.put_nowait(event)
+
+    def _market_faults(self) -> bool:
+        """Market-data faults (`StreamFaults`); True: this tick is not sent."""
+        f = self.faults
+        if f.close_market_sockets:
+            for entry in list(self._markets)[: f.close_market_sockets]:
+                f.close_market_sockets -= 1
+                self._markets.remove(entry)
+                with contextlib.suppress(asyncio.QueueFull):
+                    entry[2].put_nowait(None)  # its sender closes the socket
+            return True  # the tick is lost with the socket
+        return f.silence_markets
 
     def _market_event(self, kind: str, rules: MarketRules, price: Decimal, now: int):
         symbol = wire.wire(rules.symbol)
@@ -358,9 +371,11 @@ class StreamsMixin:
 
 
 async def send_all(ws: WebSocket, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+    """Sends what is queued; `None` closes the socket (an injected fault)."""
     with contextlib.suppress(Exception):
         while True:
             item = await queue.get()
             if item is None:
+                await ws.close(1006)
                 return
             await ws.send_text(json.dumps(item))
