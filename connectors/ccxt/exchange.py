@@ -44,6 +44,10 @@ from connectors.ccxt.config import urls_in as urls_in  # by tests/test_network_g
 from connectors.ccxt.errors import is_bug, to_mm
 from connectors.ccxt.fees import FeeBook, in_quote
 from connectors.ccxt.order_feed import OrderFeed
+from connectors.ccxt.parse import ONE, STATUS
+from connectors.ccxt.parse import in_base as _in_base
+from connectors.ccxt.parse import num as _num
+from connectors.ccxt.parse import seconds as _seconds
 from connectors.ccxt.venues import VENUES, Venue
 from mm.core.model import (
     ZERO,
@@ -76,43 +80,9 @@ from mm.ports import HealthReport
 
 log = logging.getLogger(__name__)
 PERP = "-PERP"
-ONE = Decimal(1)
-STATUS = {
-    "open": OrderStatus.OPEN,
-    "closed": OrderStatus.FILLED,
-    "canceled": OrderStatus.CANCELED,
-    "cancelled": OrderStatus.CANCELED,
-    "expired": OrderStatus.EXPIRED,
-    "rejected": OrderStatus.REJECTED,
-}
 DEFAULT_PAUSE_S = 1.0  # after a rate limit without Retry-After
 SENT_MEMORY = 100_000  # client ids remembered as sent (a re-send of one is looked up first)
 MAX_BUGS = 100  # distinct bugs inside ccxt logged with their traceback (then: counted as outages)
-
-
-def _num(value: Any) -> Decimal:
-    """A ccxt number (float, int, str or None) as a Decimal without binary noise."""
-    if value is None or value == "":
-        return ZERO
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    return Decimal(str(value))
-
-
-def _in_base(amount: Decimal, size: Decimal) -> Decimal:
-    """A venue amount (contracts of `size` base) in base, exactly; without the trailing zeros a
-    float contract size such as 1.0 x 0.0001 would add. Size 1 passes the amount through."""
-    if size == ONE:
-        return amount
-    value = amount * size
-    return value.quantize(ONE) if value == value.to_integral_value() else value.normalize()
-
-
-def _seconds(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 class CcxtExchange:
