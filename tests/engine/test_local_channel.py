@@ -57,6 +57,7 @@ class Receiver:
 
     def __init__(self, path, *, delay_s=0.0):
         self.got = []
+        self.entered = 0  # deliveries that reached `apply` (applied or still at the gate)
         self.delay_s = delay_s
         self.gate = asyncio.Event()
         self.gate.set()
@@ -64,6 +65,7 @@ class Receiver:
         self.task = asyncio.create_task(self.link.run(str(path)))
 
     async def apply(self, d):
+        self.entered += 1
         await self.gate.wait()
         await asyncio.sleep(self.delay_s)
         self.got.append(d)
@@ -89,6 +91,18 @@ async def started(path):
     server = LocalChannelServer(path)
     await server.start()
     return server
+
+
+async def in_flight(socket_path, sent=None):
+    """A connector with one delivery in flight at a receiver that has not applied it yet:
+    (server, receiver, channel, the send task)."""
+    server = await started(socket_path)
+    receiver = Receiver(socket_path)
+    receiver.gate.clear()
+    channel = await connected(server)
+    send = asyncio.create_task(channel.send(sent or delivery()))
+    await eventually(lambda: receiver.entered == 1, what="the delivery at the receiver")
+    return server, receiver, channel, send
 
 
 def test_deliveries_survive_the_wire_exactly():
@@ -148,13 +162,8 @@ def test_a_frame_that_is_not_a_delivery_is_refused():
 
 def test_a_send_returns_only_after_the_receiver_applied_the_delivery(socket_path):
     async def scenario():
-        server = await started(socket_path)
-        receiver = Receiver(socket_path)
-        receiver.gate.clear()
-        channel = await connected(server)
         sent = delivery("100.5", updates=[update(1)])
-        send = asyncio.create_task(channel.send(sent))
-        await asyncio.sleep(0.1)
+        server, receiver, channel, send = await in_flight(socket_path, sent)
         assert not send.done() and receiver.got == []  # written, not yet applied
         receiver.gate.set()
         await asyncio.wait_for(send, 5)
@@ -248,12 +257,7 @@ def test_updates_in_flight_when_the_receiver_dies_are_sent_again_to_its_successo
 
 def test_a_receiver_that_goes_away_fails_the_send_and_the_channel(socket_path):
     async def scenario():
-        server = await started(socket_path)
-        receiver = Receiver(socket_path)
-        receiver.gate.clear()
-        channel = await connected(server)
-        send = asyncio.create_task(channel.send(delivery()))
-        await asyncio.sleep(0.05)
+        server, receiver, channel, send = await in_flight(socket_path)
         receiver.task.cancel()  # the actor process dies mid-application
         with pytest.raises(ChannelClosed):
             await asyncio.wait_for(send, 5)
@@ -467,6 +471,7 @@ def test_a_delivery_under_way_when_the_connector_goes_is_finished_not_cut_off(so
         gate, outcomes = asyncio.Event(), []
 
         async def apply(d):
+            outcomes.append("applying")
             await gate.wait()
             try:
                 await link.call("place_order", "100", 0.0)
@@ -478,15 +483,15 @@ def test_a_delivery_under_way_when_the_connector_goes_is_finished_not_cut_off(so
         task = asyncio.create_task(link.run(str(socket_path)))
         channel = await connected(server)
         send = asyncio.create_task(channel.send(delivery()))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: outcomes == ["applying"], what="the delivery being applied")
         await server.close()  # the connector goes while the delivery is being applied
         with pytest.raises(ChannelClosed):
             await asyncio.wait_for(send, 5)
-        await asyncio.sleep(0.05)
+        await eventually(lambda: not link.connected, what="the link to notice")
         assert not task.done()  # still finishing the delivery
         gate.set()
         await asyncio.wait_for(task, 5)
-        assert outcomes == ["not sent", "finished"]
+        assert outcomes == ["applying", "not sent", "finished"]
 
     run(scenario())
 
@@ -513,12 +518,7 @@ def test_a_call_under_way_when_the_symbol_goes_is_not_cut_off_in_the_connector(s
 
 def test_a_cancelled_send_closes_the_channel_so_no_late_answer_is_misread(socket_path):
     async def scenario():
-        server = await started(socket_path)
-        receiver = Receiver(socket_path)
-        receiver.gate.clear()
-        channel = await connected(server)
-        send = asyncio.create_task(channel.send(delivery()))
-        await asyncio.sleep(0.05)
+        server, receiver, channel, send = await in_flight(socket_path)
         send.cancel()  # e.g. the route is removed while a delivery is in flight
         with pytest.raises(asyncio.CancelledError):
             await send
