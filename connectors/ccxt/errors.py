@@ -57,12 +57,25 @@ TABLE: tuple[tuple[type[Exception], type[MMError]], ...] = (
 
 def is_bug(error: BaseException) -> bool:
     """Raised inside ccxt but not by ccxt (TypeError, AttributeError, KeyError...): a wrong call
-    or a ccxt defect, not the venue. Mapped like an outage, but worth a human's look."""
-    return not isinstance(error, ccxt.BaseError)
+    or a ccxt defect, not the venue. Mapped like an outage, but worth a human's look; unless it
+    was raised while ccxt handled a venue error (`venue_error`), which is then what counts."""
+    return not isinstance(venue_error(error), ccxt.BaseError)
+
+
+def venue_error(error: BaseException) -> BaseException:
+    """The ccxt error behind `error`: itself, or the one ccxt was handling when its own cleanup
+    failed (ccxt 4.5's binance login deletes a subscription already gone: a KeyError would hide
+    the venue's -2015 "Invalid API-key")."""
+    context = error.__context__
+    if not isinstance(error, ccxt.BaseError) and isinstance(context, ccxt.BaseError):
+        return context
+    return error
 
 
 def to_mm(error: Exception, venue: Venue, *, call: str, changes_state: bool = False) -> MMError:
     """The `mm.errors` error `error` (raised by ccxt during `call`) stands for."""
+    found = venue_error(error)
+    error = found if isinstance(found, Exception) else error
     text = str(error)
     cls: type[MMError] | None = None
     for marker, override in venue.message_errors:

@@ -12,7 +12,9 @@ hard-code any precision, asset or symbol.
   up-to-15-significant-digit values venues send, then checked against the market's tick/lot.
 - Streams: each `watch_*` call is bounded by `stale_after_s`; no message in that time means the
   stream is dead even if the socket looks open (`StreamDisconnected`). The caller resubscribes
-  (ccxt reconnects on the next watch) and gap-fills over REST, as for every venue. ccxt shares
+  (ccxt reconnects on the next watch) and gap-fills over REST, as for every venue. A halting
+  error (`OperationalError`: the key revoked, a missing parameter) ends a stream as itself, so
+  the driver stops instead of resubscribing forever. ccxt shares
   one Future between the callers waiting for the same message, so closing one stream must not
   cancel another's wait: every order stream is fed by one reader (`order_feed.py`), and the
   other streams' waits are shielded (`_watch`).
@@ -71,6 +73,7 @@ from mm.errors import (
     InvalidArgument,
     InvalidOrder,
     MMError,
+    OperationalError,
     OrderNotFound,
     PostOnlyRejected,
     RateLimited,
@@ -629,8 +632,8 @@ class CcxtExchange:
         except Exception as e:
             self._surface(what, e)
             error = to_mm(e, self.venue, call=what)
-            if isinstance(error, ConfigError | InvalidArgument):
-                raise error from e
+            if isinstance(error, OperationalError | InvalidArgument):
+                raise error from e  # halting (key revoked, ...): a resubscription cannot help
             raise StreamDisconnected(f"{what}: {error}") from e
 
     def stream_prices(self, symbols: Sequence[str]) -> AsyncIterator[PriceTick]:

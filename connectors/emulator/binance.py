@@ -147,6 +147,16 @@ class BinanceEmulator(StreamsMixin):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def revoke_key(self) -> None:
+        """The account's API key is deleted (a fault for tests): every later request with it
+        gets -2015, listen keys die and the user-data sockets are closed."""
+        self.api_key = f"revoked-{uuid.uuid4().hex}"
+        self._listen_keys.clear()
+        for users in (self._users, self._futures_users):
+            for socket in list(users):
+                users.remove(socket)
+                socket.queue.put_nowait(None)  # its sender closes the socket
+
     # -- plumbing ----------------------------------------------------------------------------------
     async def _params(self, request: Request, *, signed: bool) -> dict[str, str]:
         body = (await request.body()).decode()

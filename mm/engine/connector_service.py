@@ -3,7 +3,9 @@
 Owns: the single subscription per stream type for all routed symbols — re-made when a symbol is
 added or removed (the new one opened before the old one closes, so nothing is missed) and after
 a break (with jittered backoff; then every symbol is asked to resync, i.e. reconcile over REST,
-because the gap may have swallowed updates) — the fan-out through a `Router`, and the one
+because the gap may have swallowed updates; a halting `OperationalError`, such as a revoked key,
+stops the streams for good with an error log and `halted`: the routes go silent, which the health
+check reports) — the fan-out through a `Router`, and the one
 account-wide budget for REST calls: a token bucket shared by all symbols, plus a global pause
 when the venue says "rate limited" (honouring its Retry-After), never a per-symbol backoff.
 Every REST call is timed; the samples feed the latency guard.
@@ -22,7 +24,7 @@ from typing import Any
 
 from mm.engine.backoff import jittered
 from mm.engine.router import Router, Sink
-from mm.errors import RateLimited, StreamDisconnected
+from mm.errors import OperationalError, RateLimited, StreamDisconnected
 from mm.observability.latency import LatencyStats
 from mm.ports import Exchange
 
@@ -109,6 +111,7 @@ class ConnectorService:
         self.errors: dict[str, int] = {}
         self.reconnects = 0
         self.subscriptions = 0
+        self.halted: str | None = None  # why the streams stopped for good (a halting error)
         self.last_message_ms = 0
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -191,6 +194,10 @@ class ConnectorService:
                     failures = 0
                 except asyncio.CancelledError:
                     raise
+                except OperationalError as e:  # the key revoked, ...: resubscribing cannot help
+                    self.halted = f"{type(e).__name__}: {e}"
+                    log.error("connector streams stopped, not resubscribing: %s", self.halted)
+                    return
                 except Exception as e:
                     await fresh.close()
                     current = None
@@ -248,6 +255,7 @@ class ConnectorService:
         out.update(
             exchange=self.exchange.name,
             reconnects=self.reconnects,
+            halted=self.halted,
             subscriptions=self.subscriptions,
             last_message_age_s=self.last_message_age_s(),
             calls=dict(self.calls),
