@@ -2,7 +2,8 @@
 
 A SymbolEngine trades BTCUSDT through CcxtExchange -> ccxt -> the Binance-dialect emulator. The
 emulator then breaks the user-data stream the way real venues do: it closes the socket (losing
-the update in flight), or keeps it open and silent. Each time the connector must notice (a
+the update in flight), or keeps it open and silent, or closes it and then also drops the first
+order update sent on the new subscription. Each time the connector must notice (a
 closed socket raises; a silent one trips the liveness watchdog), the runner resubscribes and
 gap-fills over REST, and in the end no fill is lost: the journal matches the venue fill for
 fill and in inventory.
@@ -83,6 +84,9 @@ async def trade_through_faults(tmp_path: Any, fault: str, market: str) -> dict[s
             breaks = runner.reconnects
             if fault == "closed":
                 emu.faults.close_sockets = 1  # the next update closes it and is lost with it
+            elif fault == "dropped":
+                emu.faults.close_sockets = 1
+                emu.faults.drop_user_events = 1  # and the first update after reconnecting
             else:
                 emu.faults.silence = True  # open, but nothing more arrives
             tape["price"] = D("9900")
@@ -108,6 +112,7 @@ async def trade_through_faults(tmp_path: Any, fault: str, market: str) -> dict[s
             await engine.reconcile()
             numbers = check_invariants(journal, sim, symbol, "t1")
             numbers["reconnects"] = runner.reconnects
+            numbers["left_to_drop"] = emu.faults.drop_user_events
             return numbers
         finally:
             stop.set()
@@ -117,8 +122,9 @@ async def trade_through_faults(tmp_path: Any, fault: str, market: str) -> dict[s
 
 
 @pytest.mark.parametrize("market", ["spot", "linear"])
-@pytest.mark.parametrize("fault", ["closed", "silent"])
+@pytest.mark.parametrize("fault", ["closed", "silent", "dropped"])
 def test_a_broken_user_stream_is_noticed_gap_filled_and_loses_no_fill(tmp_path, fault, market):
     numbers = run(trade_through_faults(tmp_path, fault, market))
     assert numbers["reconnects"] >= 1
     assert numbers["fills"] >= 2 and numbers["inventory"] == 0
+    assert numbers["left_to_drop"] == 0  # "dropped": an update after the reconnect was lost too
