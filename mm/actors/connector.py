@@ -183,11 +183,9 @@ class Connector:
         return out
 
     async def health(self) -> tuple[bool, str]:
-        age = self.service.last_message_age_s()
-        if self.service.router.symbols and (
-            age is None or age > self.settings.connector.stale_after_s
-        ):
-            return False, f"streams silent for {age if age is not None else 'ever'} s"
+        streams = self.service.stream_health(self.settings.connector.stale_after_s)
+        if streams is not None:
+            return streams
         report = await self.exchange.check_health()
         return report.ok, report.detail or f"{self.exchange.name} ok"
 

@@ -245,6 +245,16 @@ class ConnectorService:
         self.router.update(report)
 
     # -- views -------------------------------------------------------------------------------
+    def stream_health(self, stale_after_s: float) -> tuple[bool, str] | None:
+        """(False, why) when the streams stopped for good or are silent while symbols are
+        routed; None when they look fine (the exchange itself is asked separately)."""
+        if self.halted is not None:
+            return False, f"streams stopped: {self.halted}"
+        age = self.last_message_age_s()
+        if self.router.symbols and (age is None or age > stale_after_s):
+            return False, f"streams silent for {age if age is not None else 'ever'} s"
+        return None
+
     def last_message_age_s(self) -> float | None:
         if not self.last_message_ms:
             return None

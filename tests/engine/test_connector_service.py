@@ -11,7 +11,7 @@ from connectors.simulated.exchange import SimConfig, SimulatedExchange
 from mm.core.model import OrderRequest, Side
 from mm.engine.clock import VirtualClock
 from mm.engine.connector_service import ConnectorService, TokenBucket
-from mm.errors import OrderNotFound, RateLimited
+from mm.errors import AuthenticationError, OrderNotFound, RateLimited
 from tests.helpers import T0, eventually, run
 
 BTC, ETH = "BTCUSDT", "ETHUSDT"
@@ -158,6 +158,49 @@ def test_a_stream_break_resubscribes_and_every_route_resyncs():
     assert before == (1, 1)  # only the first delivery of each route was a resync
     assert sim.faults.fired["disconnect"] == 1
     assert stats["reconnects"] == 1
+
+
+class Revocable:
+    """The venue, except that its price stream fails as a revoked key would once `revoked`."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.revoked = False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    async def stream_prices(self, symbols):
+        async for tick in self.inner.stream_prices(symbols):
+            if self.revoked:
+                raise AuthenticationError("API key revoked")
+            yield tick
+
+
+def test_a_halting_stream_error_stops_the_streams_and_health_says_why():
+    async def scenario():
+        sim = venue()
+        exchange = Revocable(sim)
+        service = ConnectorService(exchange, backoff_s=FAST)
+        btc = Recorder()
+        service.add_route(BTC, btc)
+        service.start()
+        await eventually(lambda: service.subscriptions == 1, what="subscribed")
+        sim.set_price(BTC, D("10100"))
+        await eventually(lambda: btc.ticks, what="first delivery")
+        fine = service.stream_health(stale_after_s=60)
+        exchange.revoked = True
+        sim.set_price(BTC, D("10200"))
+        await eventually(lambda: service.halted is not None, what="the halt")
+        await asyncio.sleep(0.2)  # a resubscription would come within FAST's 0.05 s
+        health = service.stream_health(stale_after_s=60)
+        await service.close()
+        return fine, health, service
+
+    fine, health, service = run(scenario())
+    assert fine is None
+    assert health == (False, "streams stopped: AuthenticationError: API key revoked")
+    assert service.subscriptions == 1 and service.reconnects == 0  # never resubscribed
 
 
 def test_call_times_every_round_trip_and_counts_errors():
