@@ -83,20 +83,10 @@ def mm_open_orders(port: int) -> list[str]:
     """Our client ids still open on the emulator (asked through ccxt, like the bot would)."""
     import asyncio
 
-    from connectors.ccxt.exchange import CcxtConfig, CcxtExchange
+    from tests.ccxt.rig import binance_client
 
     async def ask() -> list[str]:
-        exchange = CcxtExchange(
-            CcxtConfig(
-                "binance",
-                "spot",
-                api_key=KEY,
-                api_secret=SECRET,
-                http_base=f"http://127.0.0.1:{port}",
-                ws_base=f"ws://127.0.0.1:{port}",
-                loopback_only=True,
-            )
-        )
+        exchange = binance_client(port, api_key=KEY, api_secret=SECRET)
         try:
             await exchange.load_markets(["BTCUSDT"])
             return [o.client_id for o in await exchange.fetch_open_orders("BTCUSDT")]

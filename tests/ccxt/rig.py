@@ -22,6 +22,25 @@ async def emulator(sim: SimulatedExchange) -> AsyncIterator[tuple[BinanceEmulato
         yield emu, port
 
 
+def binance_client(
+    port: int, market: str = "spot", *, credentials: bool = True, **config: Any
+) -> CcxtExchange:
+    """A CcxtExchange for binance (spot, or linear: USD-M perpetuals) whose every URL points at
+    the emulator on `port` (with the emulator's key and secret unless `credentials` is False)."""
+    if credentials:
+        config = {"api_key": KEY, "api_secret": SECRET, **config}
+    return CcxtExchange(
+        CcxtConfig(
+            venue="binance",
+            market=market,
+            http_base=f"http://127.0.0.1:{port}",
+            ws_base=f"ws://127.0.0.1:{port}",
+            loopback_only=True,
+            **config,
+        )
+    )
+
+
 @contextlib.asynccontextmanager
 async def ccxt_binance(
     sim: SimulatedExchange, market: str = "spot", **config: Any
@@ -29,18 +48,7 @@ async def ccxt_binance(
     """A CcxtExchange for binance (spot, or linear: USD-M perpetuals) whose every URL points at
     an emulator of `sim`."""
     async with emulator(sim) as (_, port):
-        exchange = CcxtExchange(
-            CcxtConfig(
-                venue="binance",
-                market=market,
-                api_key=config.pop("api_key", KEY),
-                api_secret=config.pop("api_secret", SECRET),
-                http_base=f"http://127.0.0.1:{port}",
-                ws_base=f"ws://127.0.0.1:{port}",
-                loopback_only=True,
-                **config,
-            )
-        )
+        exchange = binance_client(port, market, **config)
         try:
             symbols = ["BTCUSDT", "ETHUSDT"]
             if market == "linear":

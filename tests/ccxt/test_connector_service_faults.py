@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from connectors.ccxt.exchange import CcxtConfig, CcxtExchange
 from connectors.simulated.exchange import SimConfig, SimulatedExchange
 from mm.core.model import OrderStatus
 from mm.engine.clock import SystemClock
@@ -23,7 +22,7 @@ from mm.engine.connector_service import ConnectorService
 from mm.engine.symbol_engine import EngineConfig
 from mm.engine.symbol_service import SymbolService
 from mm.store.journal import Journal
-from tests.ccxt.rig import KEY, SECRET, emulator
+from tests.ccxt.rig import binance_client, emulator
 from tests.helpers import check_invariants, eventually, grid, run
 
 pytestmark = pytest.mark.slow
@@ -48,19 +47,8 @@ async def trade_through_a_closed_socket(tmp_path: Any) -> dict[str, Any]:
     ticker = asyncio.create_task(ticking())
     try:
         async with emulator(sim) as (emu, port):
-            exchange = CcxtExchange(
-                CcxtConfig(
-                    "binance",
-                    "spot",
-                    api_key=KEY,
-                    api_secret=SECRET,
-                    http_base=f"http://127.0.0.1:{port}",
-                    ws_base=f"ws://127.0.0.1:{port}",
-                    loopback_only=True,
-                    stale_after_s=5.0,
-                    order_stale_after_s=60.0,  # only the closed socket breaks the order stream
-                )
-            )
+            # the order stream's watchdog is long: only the closed socket breaks it
+            exchange = binance_client(port, stale_after_s=5.0, order_stale_after_s=60.0)
             connector = ConnectorService(exchange, backoff_s=(0.05, 0.2))
             service = SymbolService(
                 EngineConfig(SYMBOL, grid()), exchange, journal, clock, reconcile_every_s=3600

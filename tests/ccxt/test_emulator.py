@@ -34,7 +34,7 @@ import pytest
 import yarl
 
 from connectors.ccxt.config import override_urls, urls_in
-from connectors.ccxt.exchange import CcxtConfig, CcxtExchange
+from connectors.ccxt.exchange import CcxtExchange
 from connectors.ccxt.venues import VENUES
 from connectors.emulator import wire
 from connectors.emulator.binance import BinanceEmulator
@@ -43,7 +43,7 @@ from mm import errors
 from mm.core.model import OrderReport, OrderRequest, OrderStatus, Side
 from mm.engine.clock import VirtualClock
 from mm.netaddr import is_loopback
-from tests.ccxt.rig import KEY, SECRET, ccxt_binance, emulator
+from tests.ccxt.rig import KEY, SECRET, binance_client, ccxt_binance, emulator
 from tests.helpers import eventually
 
 T0 = 1_700_000_100_000  # on a 5-minute boundary
@@ -985,14 +985,4 @@ def test_load_markets_refuses_a_perpetual_account_in_hedge_mode() -> None:
 
 
 def exchange_on(port: int, market: str) -> CcxtExchange:
-    return CcxtExchange(
-        CcxtConfig(
-            venue="binance",
-            market=market,
-            api_key=KEY,
-            api_secret=SECRET,
-            http_base=f"http://127.0.0.1:{port}",
-            ws_base=f"ws://127.0.0.1:{port}",
-            loopback_only=True,
-        )
-    )
+    return binance_client(port, market)

@@ -11,13 +11,13 @@ from decimal import Decimal as D
 
 import pytest
 
-from connectors.ccxt.exchange import CcxtConfig, CcxtExchange
+from connectors.ccxt.exchange import CcxtExchange
 from connectors.emulator.binance import BinanceEmulator
 from connectors.simulated.exchange import SimConfig, SimulatedExchange
 from mm.core.model import PriceTick
 from mm.engine.clock import VirtualClock
 from mm.errors import StreamDisconnected
-from tests.ccxt.rig import emulator
+from tests.ccxt.rig import binance_client, emulator
 from tests.helpers import eventually
 
 TIMEOUT_S = 10.0
@@ -44,16 +44,7 @@ async def ticking_venue(
     ticker = asyncio.create_task(ticking())
     try:
         async with emulator(sim) as (emu, port):
-            exchange = CcxtExchange(
-                CcxtConfig(
-                    venue="binance",
-                    market=market,
-                    http_base=f"http://127.0.0.1:{port}",
-                    ws_base=f"ws://127.0.0.1:{port}",
-                    loopback_only=True,
-                    stale_after_s=STALE_S,
-                )
-            )
+            exchange = binance_client(port, market, credentials=False, stale_after_s=STALE_S)
             try:
                 yield emu, exchange, symbol, tape
             finally:

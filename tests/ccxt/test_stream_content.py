@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from connectors.ccxt.exchange import CcxtConfig, CcxtExchange
+from connectors.ccxt.exchange import CcxtExchange
 from connectors.emulator.binance import BinanceEmulator
 from connectors.simulated.exchange import SimConfig, SimulatedExchange
 from mm.core.model import Balance, Candle, OrderRequest, Position, Side
 from mm.engine.clock import VirtualClock
-from tests.ccxt.rig import KEY, SECRET, emulator
+from tests.ccxt.rig import binance_client, emulator
 from tests.helpers import eventually
 
 TIMEOUT_S = 10.0
@@ -39,17 +39,7 @@ async def binance_on(market: str) -> AsyncIterator[tuple[SimulatedExchange, Any,
     )
     try:
         async with emulator(sim) as (emu, port):
-            exchange = CcxtExchange(
-                CcxtConfig(
-                    venue="binance",
-                    market=market,
-                    api_key=KEY,
-                    api_secret=SECRET,
-                    http_base=f"http://127.0.0.1:{port}",
-                    ws_base=f"ws://127.0.0.1:{port}",
-                    loopback_only=True,
-                )
-            )
+            exchange = binance_client(port, market)
             try:
                 await exchange.load_markets([symbol_of(market)])
                 yield sim, emu, exchange

@@ -23,14 +23,13 @@ from mm.engine.clock import SystemClock
 from mm.engine.runner import SymbolRunner
 from mm.engine.symbol_engine import EngineConfig, SymbolEngine
 from mm.store.journal import Journal
-from tests.ccxt.rig import KEY, SECRET
+from tests.ccxt.rig import KEY, SECRET, binance_client
 from tests.helpers import check_invariants, eventually, grid, run
 
 pytestmark = pytest.mark.slow
 
 
 async def trade_through_faults(tmp_path: Any, fault: str, market: str) -> dict[str, Any]:
-    from connectors.ccxt.exchange import CcxtConfig, CcxtExchange
     from connectors.emulator.binance import BinanceEmulator
     from connectors.emulator.server import running
 
@@ -42,19 +41,8 @@ async def trade_through_faults(tmp_path: Any, fault: str, market: str) -> dict[s
     emu = BinanceEmulator(sim, KEY, SECRET)
     journal = Journal(tmp_path / f"{fault}-{market}.db")
     async with running(emu) as port:
-        exchange = CcxtExchange(
-            CcxtConfig(
-                "binance",
-                market,
-                api_key=KEY,
-                api_secret=SECRET,
-                http_base=f"http://127.0.0.1:{port}",
-                ws_base=f"ws://127.0.0.1:{port}",
-                loopback_only=True,
-                stale_after_s=5.0,
-                order_stale_after_s=1.5,  # no order update for 1.5 s: the stream counts as dead
-            )
-        )
+        # no order update for 1.5 s: the stream counts as dead
+        exchange = binance_client(port, market, stale_after_s=5.0, order_stale_after_s=1.5)
         engine = SymbolEngine(EngineConfig(symbol, grid()), exchange, journal, clock)
         runner = SymbolRunner(
             engine, exchange, clock, reconcile_every_s=3600, backoff_s=(0.05, 0.2)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal as D
 from typing import Any
 
-from connectors.ccxt.exchange import CcxtConfig, CcxtExchange
+from connectors.ccxt.exchange import CcxtExchange
 from connectors.emulator.binance import BinanceEmulator
 from connectors.simulated.exchange import SimConfig, SimulatedExchange
 from mm.engine.clock import SystemClock
@@ -23,7 +23,7 @@ from mm.engine.runner import SymbolRunner
 from mm.engine.symbol_engine import EngineConfig, SymbolEngine
 from mm.errors import AuthenticationError, StreamDisconnected
 from mm.store.journal import Journal
-from tests.ccxt.rig import KEY, SECRET, emulator
+from tests.ccxt.rig import binance_client, emulator
 from tests.helpers import eventually, grid, run
 
 TIMEOUT_S = 10.0
@@ -49,18 +49,7 @@ async def on_emulator() -> AsyncIterator[tuple[BinanceEmulator, CcxtExchange, Si
     sim = venue()
     try:
         async with emulator(sim) as (emu, port):
-            exchange = CcxtExchange(
-                CcxtConfig(
-                    venue="binance",
-                    market="spot",
-                    api_key=KEY,
-                    api_secret=SECRET,
-                    http_base=f"http://127.0.0.1:{port}",
-                    ws_base=f"ws://127.0.0.1:{port}",
-                    loopback_only=True,
-                    order_stale_after_s=5.0,
-                )
-            )
+            exchange = binance_client(port, order_stale_after_s=5.0)
             try:
                 await exchange.load_markets(["BTCUSDT"])
                 yield emu, exchange, sim

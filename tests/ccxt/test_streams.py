@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from connectors.ccxt.exchange import CcxtConfig, CcxtExchange
+from connectors.ccxt.exchange import CcxtExchange
 from connectors.simulated.exchange import SimConfig, SimulatedExchange
 from mm.core.model import OrderRequest, Side
 from mm.engine.clock import VirtualClock
 from mm.errors import StreamDisconnected
-from tests.ccxt.rig import KEY, SECRET, ccxt_binance, emulator
+from tests.ccxt.rig import binance_client, ccxt_binance, emulator
 from tests.ccxt.test_venue_parsing import MARKETS, VENUE_NAMES, connect, fixture_of, symbol_of
 from tests.ccxt.ws_stub import WsStub, ws_stub
 from tests.helpers import eventually
@@ -114,17 +114,7 @@ def test_the_binance_order_stream_subscribes_on_the_emulator(market: str) -> Non
         )
         try:
             async with emulator(sim) as (emu, port):
-                exchange = CcxtExchange(
-                    CcxtConfig(
-                        venue="binance",
-                        market=market,
-                        api_key=KEY,
-                        api_secret=SECRET,
-                        http_base=f"http://127.0.0.1:{port}",
-                        ws_base=f"ws://127.0.0.1:{port}",
-                        loopback_only=True,
-                    )
-                )
+                exchange = binance_client(port, market)
                 users = emu._users if market == "spot" else emu._futures_users
                 try:
                     async with reading(exchange.stream_orders([symbol_of(market)])) as first:
@@ -316,15 +306,7 @@ def test_the_binance_price_stream_is_the_full_ticker_with_bid_and_ask(market: st
         )
         try:
             async with emulator(sim) as (emu, port):
-                exchange = CcxtExchange(
-                    CcxtConfig(
-                        venue="binance",
-                        market=market,
-                        http_base=f"http://127.0.0.1:{port}",
-                        ws_base=f"ws://127.0.0.1:{port}",
-                        loopback_only=True,
-                    )
-                )
+                exchange = binance_client(port, market, credentials=False)
                 try:
                     async with reading(exchange.stream_prices([symbol_of(market)])) as first:
                         await eventually(lambda: emu._markets != [], TIMEOUT_S, "a subscription")
