@@ -28,12 +28,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from mm.core import ids
 from mm.core.commands import CancelOrder, Command, PlaceOrder
 from mm.core.model import ZERO, MarketRules, MarketType, OrderStatus, Role, Side
 from mm.core.position import PositionSnapshot, Slot, SlotOrder
+from mm.core.quiet import ANY, Bounds, QuietBox
 from mm.core.rounding import is_multiple, qty_for_notional, size_problem
 
 _ONE = Decimal(1)
@@ -41,6 +42,7 @@ _HALF = Decimal("0.5")
 _BPS = Decimal(10_000)
 _MAX_SKEW = Decimal("0.5")
 _NEVER = 2**63
+_EDGE = Decimal("1e-20")  # relative margin kept from a bound computed by division
 BAND_LEVELS = 3  # how far (in levels) quiet_band looks for edges on each side
 TRAIL_SLACK = 1  # levels beyond the far edge an opening order may lag before it is cancelled
 
@@ -241,6 +243,67 @@ class GridStrategy:
         lo = self._walk(price, below, floor if floor > 0 else None, is_quiet)
         hi = self._walk(price, above, ceiling, is_quiet)
         return lo, hi, self._valid_until_ms
+
+    def quiet_box(
+        self,
+        snapshot: PositionSnapshot,
+        price: Decimal,
+        *,
+        now_ms: int,
+        risk_halted: bool = False,
+        bid: Decimal | None = None,
+        ask: Decimal | None = None,
+    ) -> QuietBox | None:
+        """The ticks for which `decide` would return [] again, with this snapshot and risk flag,
+        given that the decision at (price, bid, ask) returned [] (None when it did not, or is
+        not remembered). The box is the region around the tick where the decision key cannot
+        change: between the neighbouring thresholds of each input — the reference price's
+        half-levels and gap edges, and the level prices for the buy cap (ask - tick) and, in a
+        Neutral grid, the sell floor (bid + tick). Every threshold counts, relevant or not, so
+        the box may be smaller than the true quiet region, never larger.
+        """
+        if snapshot.version != self._quiet_version or now_ms >= self._valid_until_ms:
+            return None
+        if (risk_halted, *self._key(snapshot, price, bid, ask)) not in self._quiet:
+            return None
+        interval, anchor, tick = self.params.interval, self.anchor, self.rules.tick_size
+        factor = self.reference_price(_ONE, snapshot)  # ref = price * factor
+        ref = price * factor
+        offsets = {interval / 2, self._gap % interval}
+        if self._neutral:
+            offsets.add((interval - self._gap) % interval)
+        base = anchor + interval * ((ref - anchor) / interval).to_integral_value(ROUND_FLOOR)
+        rest = ref - base
+        if rest in offsets:
+            return None  # exactly on a threshold: the keys on either side may differ
+        below = max((o for o in offsets if o < rest), default=max(offsets) - interval)
+        above = min((o for o in offsets if o > rest), default=min(offsets) + interval)
+        lo, hi = (base + below) / factor, (base + above) / factor
+        if factor != _ONE:  # keep clear of rounding at the edges of a divided bound
+            lo, hi = lo * (_ONE + _EDGE), hi * (_ONE - _EDGE)
+        # buy_ok compares a level price with cap = source - tick: the key holds for caps in
+        # [p_j, p_j+1), so for sources strictly inside (p_j + tick, p_j+1 + tick)
+        cap = (ask if ask is not None else price) - tick
+        j = ((cap - anchor) / interval).to_integral_value(ROUND_FLOOR)
+        caps = (anchor + j * interval + tick, anchor + (j + 1) * interval + tick)
+        ask_box: Bounds | None = None
+        if ask is not None:
+            ask_box = caps
+        else:
+            lo, hi = max(lo, caps[0]), min(hi, caps[1])
+        bid_box: Bounds | None = ANY
+        if self._neutral:  # sell_ok: level >= floor = source + tick, for floors in (p_j-1, p_j]
+            floor = (bid if bid is not None else price) + tick
+            j = ((floor - anchor) / interval).to_integral_value(ROUND_CEILING)
+            floors = (anchor + (j - 1) * interval - tick, anchor + j * interval - tick)
+            if bid is not None:
+                bid_box = floors
+            else:
+                bid_box = None
+                lo, hi = max(lo, floors[0]), min(hi, floors[1])
+        if lo >= hi:
+            return None
+        return QuietBox(lo, hi, ask_box, bid_box, self._valid_until_ms)
 
     @staticmethod
     def _walk(
