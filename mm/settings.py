@@ -233,6 +233,14 @@ class ConnectorSettings(Strict):
         description="Deliver ticks and order updates to symbol actors on the connector's "
         "machine over a private Unix socket instead of one Ray call per delivery.",
     )
+    hold_quiet_ticks_ms: int = Field(
+        500,
+        ge=0,
+        le=10_000,
+        description="Over the local channel, a tick that cannot change a symbol's decision "
+        "does not wake it; it is delivered at the latest this long after the last delivery "
+        "(0: deliver every tick).",
+    )
 
 
 class ShutdownSettings(Strict):

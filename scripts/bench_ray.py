@@ -199,7 +199,11 @@ def live_settings(data_dir: Path, symbols: list[str], args: argparse.Namespace) 
         },
         symbols={s: {"interval": str(grid_interval(s, args.interval_bps))} for s in symbols},
         ray={"namespace": "bench", "dashboard": False},
-        connector={"rate_limit_per_s": 100_000, "rate_limit_burst": 100_000},
+        connector={
+            "rate_limit_per_s": 100_000,
+            "rate_limit_burst": 100_000,
+            "hold_quiet_ticks_ms": args.hold_ms,
+        },
         risk={},  # no limits
     )
 
@@ -303,6 +307,7 @@ def summarize_live(
     ticks_in = ca["ticks_in"] - cb["ticks_in"]
     delivered = ca["ticks_delivered"] - cb["ticks_delivered"]
     conflated = ca["ticks_conflated"] - cb["ticks_conflated"]
+    held = ca["ticks_held"] - cb["ticks_held"]
     orders = sum(
         a["orders_placed"] - b["orders_placed"]
         for b, a in zip(before["status"], after["status"], strict=True)
@@ -347,6 +352,8 @@ def summarize_live(
         "ticks_in_per_s_per_symbol": ticks_in / secs / n,
         "ticks_delivered_per_s": delivered / secs,
         "conflated_share": conflated / ticks_in if ticks_in else None,
+        "held_share": held / ticks_in if ticks_in else None,
+        "hold_quiet_ticks_ms": settings.connector.hold_quiet_ticks_ms,
         "orders_per_s": orders / secs,
         "orders_rejected": rejected,
         "states": sorted({st["state"] for st in after["status"]}),
@@ -564,7 +571,8 @@ def print_live(r: dict[str, Any]) -> None:
     print(
         f"{r['symbols']:>3} {r['ticks_in_per_s']:>9,.0f} {r['ticks_in_per_s_per_symbol']:>7.1f}"
         f" {r['ticks_delivered_per_s']:>9,.0f} {100 * (r['conflated_share'] or 0):>6.1f}%"
-        f" {r['orders_per_s']:>7.1f} {_ms(d['p50']):>7} {_ms(d['p99']):>7}"
+        f" {100 * (r['held_share'] or 0):>5.1f}% {r['orders_per_s']:>7.1f}"
+        f" {_ms(d['p50']):>7} {_ms(d['p99']):>7}"
         f" {_ms(o['p50']):>7} {_ms(o['p99']):>7} {o['samples']:>6}"
         f" {rss:>6.0f} {uss:>6.0f}"
         f" {cpu['connector']:>5.0f}% {cpu['symbol_actors']:>5.0f}% {cpu['other_ray']:>5.0f}%"
@@ -625,6 +633,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds after all quote")
     parser.add_argument("--volatility", type=float, default=0.0002, help="per 4-point candle")
     parser.add_argument("--interval-bps", type=float, default=10.0, help="grid spacing")
+    parser.add_argument(
+        "--hold-ms",
+        type=int,
+        default=500,
+        help="connector.hold_quiet_ticks_ms (0: every tick wakes its symbol)",
+    )
     parser.add_argument("--ingest-seconds", type=float, default=3.0)
     parser.add_argument("--ingest-sink-ms", type=float, default=1.0)
     parser.add_argument("--ingest-batch", type=int, default=100, help="ticks per loop turn")
@@ -648,7 +662,7 @@ def main() -> None:
             f" {args.seconds:g} s measured"
         )
         print(
-            "  N  ticks in/s per sym  deliv/s  confl  ord/s  deliv50 deliv99 order50 order99"
+            "  N  ticks in/s per sym  deliv/s  confl  held  ord/s  deliv50 deliv99 order50 order99"
             "  samp  RSS/a  USS/a  conn%  sym%  ray%  mach%"
         )
         for n in counts:
@@ -657,7 +671,9 @@ def main() -> None:
             print_live(result)
         print(
             "  (per sym = ticks/s per symbol the venue produced (asked: 100); confl = share of"
-            " received ticks replaced by a newer one;\n   latencies in ms: deliv = connector"
+            " received ticks replaced by a newer one; held = share that did not wake their"
+            f" symbol (inside its quiet box; --hold-ms {args.hold_ms});\n   latencies in ms:"
+            " deliv = connector"
             " receipt -> symbol actor, order = connector receipt -> order call issued, samp ="
             " order samples;\n   memory in MiB per symbol actor process; CPU in % of one core"
             " over the window, mach% = whole machine, all cores)"

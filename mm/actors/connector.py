@@ -34,6 +34,7 @@ from mm.core.model import (
     Position,
     PriceTick,
 )
+from mm.core.quiet import QuietBox
 from mm.engine.connector_service import ConnectorService
 from mm.engine.local_channel import (
     ChannelClosed,
@@ -86,6 +87,7 @@ class Connector:
             rate_limit_per_s=c.rate_limit_per_s,
             rate_limit_burst=c.rate_limit_burst,
             max_pending_updates=c.max_pending_updates,
+            hold_quiet_ticks_s=c.hold_quiet_ticks_ms / 1000,
         )
         self.service.start()
         tags = ("symbol",)
@@ -104,12 +106,20 @@ class Connector:
             directory = private_dir()
             sweep(directory, "connector")  # sockets of killed predecessors
             path = directory / f"connector-{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
-            server = LocalChannelServer(path, serve=lambda method, args: self.call(method, *args))
+            server = LocalChannelServer(
+                path, serve=lambda method, args: self.call(method, *args), on_gate=self._gate
+            )
             await server.start()
         except OSError as e:  # deliveries keep going by actor call
             log.warning("local delivery channel unavailable (%s); using Ray calls", e)
             return
         self.local = server
+
+    def _gate(self, symbol: str, box: QuietBox | None) -> None:
+        """A symbol's quiet box (over its local channel): its mailbox holds such ticks back."""
+        mailbox = self.service.router.mailbox(symbol)
+        if mailbox is not None:
+            mailbox.set_gate(box)
 
     async def local_channel(self) -> dict[str, str] | None:
         """Where symbol actors on this node connect for their deliveries (None: Ray calls)."""

@@ -26,6 +26,7 @@ import ray
 from mm.actors import options
 from mm.actors.calls import call
 from mm.actors.connector import ConnectorExchange
+from mm.core.quiet import QuietBox
 from mm.core.risk import RiskState
 from mm.engine import local_channel
 from mm.engine.backoff import jittered
@@ -113,6 +114,7 @@ class SymbolManager:
                 reconcile_every_s=self.settings.engine.reconcile_every_s,
                 risk=risk,
             )
+            self.service.on_change = self._push_gate
         if wanted["paused"] or wanted["state"] != "active":
             await self.service.pause()  # stays so until the registry says otherwise
         self.service.draining = wanted["state"] != "active"
@@ -149,7 +151,7 @@ class SymbolManager:
             try:
                 where = await call(self.connector.local_channel.remote(), timeout_s=CALL_TIMEOUT_S)
                 if where is not None and where["node_id"] == self.node_id:
-                    link = local_channel.LocalLink(self.symbol, self.deliver)
+                    link = local_channel.LocalLink(self.symbol, self.deliver, self._quiet_box)
                     self.exchange.link = link  # exchange calls use it while it is connected
                     await link.run(where["path"])
                     # it ran until the connector went away (a restart): ask again soon, unless
@@ -161,6 +163,17 @@ class SymbolManager:
                 attempt += 1
                 log.warning("%s: local channel failed (%s); using calls", self.symbol, e)
             await asyncio.sleep(jittered((0.2, 30.0), attempt))
+
+    def _quiet_box(self) -> QuietBox | None:
+        """Ticks the connector need not wake this actor for (sent with every delivery's ack)."""
+        if self.stopped or self.slow_s or self.service is None:
+            return None
+        return self.service.quiet_box()
+
+    def _push_gate(self) -> None:
+        link = self.exchange.link
+        if link is not None:
+            link.push_gate()
 
     # -- called by the connector -------------------------------------------------------------
     async def deliver(self, delivery: Delivery) -> None:

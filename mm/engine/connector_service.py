@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mm.engine.backoff import jittered
-from mm.engine.router import Router, Sink
+from mm.engine.router import HOLD_S, Router, Sink
 from mm.errors import OperationalError, RateLimited, StreamDisconnected
 from mm.observability.latency import LatencyStats
 from mm.ports import Exchange
@@ -100,9 +100,10 @@ class ConnectorService:
         rate_limit_burst: int = 100,
         max_pending_updates: int = 10_000,
         backoff_s: tuple[float, float] = (0.05, 5.0),
+        hold_quiet_ticks_s: float = HOLD_S,
     ) -> None:
         self.exchange = exchange
-        self.router = Router(max_updates=max_pending_updates)
+        self.router = Router(max_updates=max_pending_updates, hold_s=hold_quiet_ticks_s)
         self.budget = TokenBucket(rate_limit_per_s, rate_limit_burst)
         self.backoff_s = backoff_s
         self.round_trips = LatencyStats(recent=1000)

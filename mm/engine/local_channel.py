@@ -19,9 +19,14 @@ A Unix socket in a directory only this user can open needs no network address an
 Wire: the symbol sends `HELLO <symbol>\\n` once; then both sides send frames: a 4-byte
 big-endian length, a kind byte and a body. Connector -> symbol: `T` a tick-only delivery as one
 line of text (nearly all traffic; ~4x cheaper than a pickle), `P` any other delivery pickled,
-`R` a call's reply (pickled). Symbol -> connector: `A <seq>` applied, `N <seq> <why>` not applied
-(the mailbox re-sends it with resync; the connection stays up), `Q` a call (pickled). Pickle is
-what Ray uses between these same processes; nobody else can open the socket.
+`R` a call's reply (pickled). Symbol -> connector: `A <seq> [<box>]` applied, `N <seq> <why>` not
+applied (the mailbox re-sends it with resync; the connection stays up), `Q` a call (pickled),
+`G [<box>]` the symbol's state changed outside a delivery. `<box>` is the symbol's `QuietBox`
+after the event, as text (`lo hi ask_lo ask_hi bid_lo bid_hi until_ms`, `- -` for no field, `* *`
+for any); absent when every tick may matter. The symbol writes each box right after computing
+it, so boxes arrive in the order of the states they describe, and the connector applies them in
+arrival order (`on_gate`). Pickle is what Ray uses between these same processes; nobody else can
+open the socket.
 Must not: import Ray or decide anything.
 """
 
@@ -40,13 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from mm.core.model import PriceTick
+from mm.core.quiet import ANY, Bounds, QuietBox
 from mm.engine.router import Delivery
 from mm.errors import MMError
 
 log = logging.getLogger(__name__)
 
 HELLO = b"HELLO "
-TICK, PICKLE, REPLY, ACK, NACK, CALL = b"T", b"P", b"R", b"A", b"N", b"Q"  # frame kinds
+TICK, PICKLE, REPLY, ACK, NACK, CALL, GATE = b"T", b"P", b"R", b"A", b"N", b"Q", b"G"  # kinds
 MAX_HELLO = 256
 MAX_REASON = 500
 MAX_FRAME = 64 * 1024 * 1024  # 500 updates are ~200 KB; anything near this is garbage
@@ -80,6 +86,47 @@ def _tick_delivery(body: bytes) -> Delivery:
         None if ask == "-" else Decimal(ask),
     )
     return Delivery(symbol, int(seq), (), tick, False, int(recv_ns))
+
+
+def _bounds_text(bounds: Bounds | None) -> str:
+    if bounds is None:
+        return "- -"
+    if bounds is ANY:
+        return "* *"
+    return f"{bounds[0]} {bounds[1]}"
+
+
+def box_text(box: QuietBox | None) -> bytes:
+    """A quiet box as the text the channel carries (empty for None)."""
+    if box is None:
+        return b""
+    ask, bid = _bounds_text(box.ask), _bounds_text(box.bid)
+    return f"{box.lo} {box.hi} {ask} {bid} {box.until_ms}".encode()
+
+
+def _bounds(lo: str, hi: str) -> Bounds | None:
+    if (lo, hi) == ("-", "-"):
+        return None
+    if (lo, hi) == ("*", "*"):
+        return ANY
+    return Decimal(lo), Decimal(hi)
+
+
+def parse_box(text: bytes) -> QuietBox | None:
+    """The inverse of `box_text`; ValueError on anything else."""
+    if not text:
+        return None
+    try:
+        lo, hi, ask_lo, ask_hi, bid_lo, bid_hi, until = text.decode("ascii").split(" ")
+        return QuietBox(
+            Decimal(lo),
+            Decimal(hi),
+            _bounds(ask_lo, ask_hi),
+            _bounds(bid_lo, bid_hi),
+            int(until),
+        )
+    except (ValueError, ArithmeticError) as e:
+        raise ValueError(f"bad quiet box {text[:200]!r}: {e}") from None
 
 
 def frame(kind: bytes, body: bytes = b"") -> bytes:
@@ -162,6 +209,7 @@ def private_dir() -> Path:
 
 
 Serve = Callable[[str, tuple[Any, ...]], Awaitable[Any]]
+OnGate = Callable[[str, QuietBox | None], None]
 
 
 class DeliveryRefused(Exception):
@@ -177,11 +225,13 @@ class LocalChannel:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         serve: Serve | None = None,
+        on_gate: OnGate | None = None,
     ):
         self.symbol = symbol
         self._reader = reader
         self._writer = writer
         self._serve = serve
+        self._on_gate = on_gate
         self._ack: tuple[bytes, asyncio.Future[None]] | None = None  # (seq, answered)
         self._calls: set[asyncio.Task[None]] = set()
         self.closed = False
@@ -215,6 +265,8 @@ class LocalChannel:
                 kind, body = message
                 if kind in (ACK, NACK):
                     self._answered(kind, body)
+                elif kind == GATE:
+                    self._gate(parse_box(body))
                 elif kind == CALL and self._serve is not None:
                     task = asyncio.create_task(self._answer(body))
                     self._calls.add(task)
@@ -235,9 +287,14 @@ class LocalChannel:
         if answered.done():
             return
         if kind == ACK:
+            self._gate(parse_box(why))  # before the mailbox looks at its pending tick
             answered.set_result(None)
         else:
             answered.set_exception(DeliveryRefused(why.decode("utf-8", "replace")))
+
+    def _gate(self, box: QuietBox | None) -> None:
+        if self._on_gate is not None and not self.closed:  # a replaced channel has no say
+            self._on_gate(self.symbol, box)
 
     async def _answer(self, body: bytes) -> None:
         """Run one call and write its reply; every outcome is answered (a caller never hangs),
@@ -272,6 +329,7 @@ class LocalChannel:
         """Stop talking. Calls under way run to their end (an exchange call is never cut off
         midway; its reply is dropped) unless `cancel_calls` (shutdown)."""
         if not self.closed:
+            self._gate(None)  # the symbol's box no longer reaches us: every tick may matter
             self.closed = True
             self._writer.close()
         if cancel_calls:
@@ -283,11 +341,15 @@ class LocalChannel:
 
 class LocalChannelServer:
     """Accepts symbol actors on a Unix socket; the newest connection for a symbol wins.
-    `serve(method, args)` carries out their exchange calls."""
+    `serve(method, args)` carries out their exchange calls; `on_gate(symbol, box)` hears each
+    symbol's quiet box as it changes."""
 
-    def __init__(self, path: Path, serve: Serve | None = None) -> None:
+    def __init__(
+        self, path: Path, serve: Serve | None = None, on_gate: OnGate | None = None
+    ) -> None:
         self.path = path
         self.serve = serve
+        self.on_gate = on_gate
         self._channels: dict[str, LocalChannel] = {}
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -317,7 +379,7 @@ class LocalChannelServer:
             log.warning("local channel: bad hello %r", hello[:80])
             writer.close()
             return
-        channel = LocalChannel(symbol, reader, writer, self.serve)
+        channel = LocalChannel(symbol, reader, writer, self.serve, self.on_gate)
         old = self._channels.get(symbol)
         self._channels[symbol] = channel
         if old is not None:
@@ -347,14 +409,23 @@ class LocalChannelServer:
 Apply = Callable[[Delivery], Awaitable[object]]
 
 
+Gate = Callable[[], QuietBox | None]
+
+
+def _no_gate() -> None:
+    return None
+
+
 class LocalLink:
     """A symbol actor's end: deliveries in (applied one at a time, each answered after it is
-    applied: `A`, or `N` with the reason when applying raised), exchange calls out. `run`
-    lasts as long as the connection."""
+    applied: `A` with the symbol's quiet box then (`gate()`), or `N` with the reason when
+    applying raised), exchange calls out, quiet boxes pushed (`push_gate`). `run` lasts as long
+    as the connection."""
 
-    def __init__(self, symbol: str, apply: Apply) -> None:
+    def __init__(self, symbol: str, apply: Apply, gate: Gate = _no_gate) -> None:
         self.symbol = symbol
         self._apply = apply
+        self._gate = gate
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._next_id = 0
@@ -428,7 +499,14 @@ class LocalLink:
                 writer.write(frame(NACK, seq + b" " + why))
                 continue
             self.applied += 1
-            writer.write(frame(ACK, seq))
+            box = box_text(self._gate())  # written at once: boxes go out in state order
+            writer.write(frame(ACK, seq + b" " + box if box else seq))
+
+    def push_gate(self) -> None:
+        """Tell the connector the symbol's quiet box now (after a change outside a delivery)."""
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            writer.write(frame(GATE, box_text(self._gate())))
 
     async def call(self, method: str, *args: Any) -> Any:
         """Run `method(*args)` of the exchange port in the connector."""

@@ -11,7 +11,11 @@ Owns: one `Mailbox` per symbol and the delivery promises:
   `resync=True`, which makes the receiver reconcile with the exchange (REST gap-fill) before it
   goes on — the same recovery that runs after a stream reconnect, so nothing is lost;
 - a failed delivery (receiver restarting) is retried with backoff and marked `resync`, its
-  updates kept in front of newer ones.
+  updates kept in front of newer ones;
+- a tick the receiver has said cannot change its decision (its `QuietBox`, from the answer to
+  the last delivery or pushed since) does not wake it: it waits, conflated, until a tick
+  outside the box, an order update, a new box, or `hold_s` after the last delivery (so prices
+  and tick ages seen by the receiver are never older than that).
 Must not: import Ray or know what a receiver is; a receiver is any async callable (`Sink`).
 """
 
@@ -26,12 +30,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mm.core.model import OrderReport, PriceTick
+from mm.core.quiet import QuietBox
 from mm.engine.backoff import jittered
 
 log = logging.getLogger(__name__)
 
 MAX_UPDATES = 10_000
 MAX_BATCH = 500
+HOLD_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +63,15 @@ class Mailbox:
         *,
         max_updates: int = MAX_UPDATES,
         backoff_s: tuple[float, float] = (0.05, 2.0),
+        hold_s: float = HOLD_S,
     ) -> None:
+        """`hold_s`: the longest a tick is held back by the receiver's quiet box (0: never)."""
         self.symbol = symbol
         self.sink = sink
         self.max_updates = max_updates
         self.backoff_s = backoff_s
+        self.hold_s = hold_s
+        self.gate: QuietBox | None = None  # the receiver's, for its state after the last delivery
         self._tick: PriceTick | None = None
         self._tick_ns = 0
         self._updates: deque[OrderReport] = deque()
@@ -75,13 +85,36 @@ class Mailbox:
         self.failures = 0
         self.last_delivery_ms = 0
         self.in_flight = False
+        self.held = 0  # ticks that did not wake the receiver (inside its quiet box)
+        self._last_sent = time.monotonic()
 
     # -- producer side (never awaits) --------------------------------------------------------
     def put_tick(self, tick: PriceTick, recv_ns: int) -> None:
-        if self._tick is not None:
+        first = self._tick is None
+        if not first:
             self.conflated += 1
         self._tick, self._tick_ns = tick, recv_ns
-        self._ready.set()
+        due = self._tick_due()
+        if not due:
+            self.held += 1
+        if due or first:  # a first held tick: the loop starts its `hold_s` timer
+            self._ready.set()
+
+    def _tick_due(self) -> bool:
+        """The pending tick should go now: no box says it is quiet, or it has waited enough."""
+        gate, tick = self.gate, self._tick
+        return (
+            gate is None
+            or tick is None
+            or not gate.holds(tick, time.time_ns() // 1_000_000)
+            or time.monotonic() - self._last_sent >= self.hold_s
+        )
+
+    def set_gate(self, gate: QuietBox | None) -> None:
+        """The receiver's quiet box for its current state (None: every tick may matter)."""
+        self.gate = gate if self.hold_s > 0 else None
+        if self._tick is not None and self._tick_due():
+            self._ready.set()
 
     def put_update(self, report: OrderReport) -> None:
         if len(self._updates) >= self.max_updates:
@@ -127,13 +160,20 @@ class Mailbox:
         """Deliver until cancelled; one delivery in flight at a time."""
         failures_in_row = 0
         while True:
-            await self._ready.wait()
+            if self._tick is not None:  # held back: it goes `hold_s` after the last delivery
+                wait = self._last_sent + self.hold_s - time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(wait, 0.0)):
+                        await self._ready.wait()
+            else:
+                await self._ready.wait()
             self._ready.clear()
-            while self._updates or self._tick is not None or self._resync:
+            while self._updates or self._resync or (self._tick is not None and self._tick_due()):
                 delivery = self._take()
                 self.in_flight = True
+                self.gate = None  # the delivery changes the receiver; its answer says the new box
                 try:
-                    await self.sink(delivery)
+                    answer = await self.sink(delivery)
                 except asyncio.CancelledError:
                     self._put_back(delivery)
                     raise
@@ -147,6 +187,9 @@ class Mailbox:
                 finally:
                     self.in_flight = False
                 failures_in_row = 0
+                self._last_sent = time.monotonic()
+                if isinstance(answer, QuietBox):
+                    self.set_gate(answer)
                 self.delivered_updates += len(delivery.updates)
                 self.delivered_ticks += delivery.tick is not None
                 self.last_delivery_ms = time.time_ns() // 1_000_000
@@ -157,6 +200,7 @@ class Mailbox:
             "delivered_ticks": self.delivered_ticks,
             "delivered_updates": self.delivered_updates,
             "conflated": self.conflated,
+            "held": self.held,
             "pending_updates": self.pending_updates,
             "pending_ticks": self.pending_ticks,
             "overflows": self.overflows,
@@ -169,8 +213,9 @@ class Router:
     """Symbol -> mailbox, each with its own delivery task (so one symbol never waits for
     another). Events for symbols without a route are counted and ignored."""
 
-    def __init__(self, *, max_updates: int = MAX_UPDATES) -> None:
+    def __init__(self, *, max_updates: int = MAX_UPDATES, hold_s: float = HOLD_S) -> None:
         self.max_updates = max_updates
+        self.hold_s = hold_s
         self._boxes: dict[str, Mailbox] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.ticks_in = 0
@@ -185,7 +230,7 @@ class Router:
         """Route `symbol` to `sink` (idempotent: an existing route keeps its sink); True if new."""
         if symbol in self._boxes:
             return False
-        box = Mailbox(symbol, sink, max_updates=self.max_updates)
+        box = Mailbox(symbol, sink, max_updates=self.max_updates, hold_s=self.hold_s)
         self._boxes[symbol] = box
         self._tasks[symbol] = asyncio.get_running_loop().create_task(
             box.run(), name=f"deliver-{symbol}"
@@ -234,6 +279,7 @@ class Router:
             "unrouted": self.unrouted,
             "ticks_delivered": sum(b["delivered_ticks"] for b in boxes.values()),
             "ticks_conflated": sum(b["conflated"] for b in boxes.values()),
+            "ticks_held": sum(b["held"] for b in boxes.values()),
             "symbols": boxes,
         }
 

@@ -32,6 +32,7 @@ from mm.core.model import (
     PriceTick,
 )
 from mm.core.position import PositionManager, SlotOrder
+from mm.core.quiet import QuietBox
 from mm.core.rounding import snap_price
 from mm.engine import reconcile
 from mm.errors import (
@@ -238,6 +239,28 @@ class SymbolEngine:
         """Carry out commands from outside the strategy (e.g. CancelAll to drain a symbol)."""
         async with self._lock:
             await self._act(list(commands))
+
+    def quiet_box(self) -> QuietBox | None:
+        """The ticks that cannot change what this engine would do now (so nobody needs to wake
+        it for them), or None when any tick might: not quoting, paused, busy (an event is under
+        way), or the last decision was not settled."""
+        tick, strategy = self.last_tick, self.strategy
+        if (
+            tick is None
+            or strategy is None
+            or self.state is not EngineState.QUOTING
+            or self.paused
+            or self._lock.locked()
+        ):
+            return None
+        return strategy.quiet_box(
+            self.pm.snapshot(),
+            tick.price,
+            now_ms=self.clock.now_ms(),
+            risk_halted=self.risk_halted,
+            bid=tick.bid,
+            ask=tick.ask,
+        )
 
     # -- the protocol ------------------------------------------------------------------------
     async def _decide_and_act(self) -> None:

@@ -14,12 +14,13 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from mm.core.commands import CancelAll, CancelOrder
 from mm.core.model import OrderReport, OrderRequest, Role
+from mm.core.quiet import QuietBox
 from mm.core.risk import ExposureReport, RiskState
 from mm.engine.backoff import jittered
 from mm.engine.router import Delivery
@@ -112,6 +113,9 @@ class SymbolService:
         self._trigger_ns = 0
         self._fill_watermark = journal.last_fill_rowid(self.symbol)
         self._pending_watermark = self._fill_watermark
+        # told after any change made outside a delivery (risk, pause, resume, drain, periodic
+        # reconcile): whoever holds ticks back by `quiet_box` must ask again
+        self.on_change: Callable[[], None] = _nothing
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -143,6 +147,7 @@ class SymbolService:
                 await self.engine.reconcile()
             except Exception:
                 log.exception("%s: periodic reconcile failed", self.symbol)
+            self.on_change()
 
     # -- events ------------------------------------------------------------------------------
     async def deliver(self, delivery: Delivery) -> None:
@@ -166,6 +171,12 @@ class SymbolService:
         finally:
             self._trigger_ns = 0
 
+    def quiet_box(self) -> QuietBox | None:
+        """The ticks that cannot change this symbol's decision now (see `QuietBox`), or None."""
+        if not self.started.is_set() or self.draining:
+            return None
+        return self.engine.quiet_box()
+
     def _order_issued(self) -> None:
         self.orders_placed += 1
         if self._trigger_ns:
@@ -176,7 +187,15 @@ class SymbolService:
         changed = state.halted != self.engine.risk_halted
         self.risk = state
         self.engine.set_risk_halted(state.halted)
-        if not (changed and self.started.is_set()):
+        if not changed:
+            return
+        try:
+            await self._act_on_risk(state)
+        finally:
+            self.on_change()
+
+    async def _act_on_risk(self, state: RiskState) -> None:
+        if not self.started.is_set():
             return
         if self.engine.paused and state.halted:  # no decisions while paused: cancel directly
             openings = [
@@ -192,13 +211,17 @@ class SymbolService:
     async def pause(self) -> None:
         """Stop deciding: no new orders; resting orders stay and fills are still journaled."""
         self.engine.paused = True
+        self.on_change()
 
     async def resume(self) -> None:
         if self.draining:
             raise OperationalError(f"{self.symbol} is being removed; it cannot resume")
         self.engine.paused = False
-        if self.started.is_set() and self.engine.last_tick is not None:
-            await self.engine.on_tick(self.engine.last_tick)
+        try:
+            if self.started.is_set() and self.engine.last_tick is not None:
+                await self.engine.on_tick(self.engine.last_tick)
+        finally:
+            self.on_change()
 
     async def drain(self, *, keep_orders: bool) -> dict[str, Any]:
         """Stop quoting for good and (unless `keep_orders`) cancel every order of ours, checking
@@ -206,6 +229,7 @@ class SymbolService:
         remain after `DRAIN_ATTEMPTS` rounds."""
         self.draining = True
         self.engine.paused = True
+        self.on_change()
         await self.started.wait()
         if keep_orders:
             return self.status()
@@ -279,6 +303,10 @@ class SymbolService:
         if state in ("STARTING", "RECOVERING"):
             return False, f"{state.lower()} (start failures: {self.start_failures})"
         return True, state.lower()
+
+
+def _nothing() -> None:
+    return None
 
 
 def _order_view(order: Any) -> dict[str, Any]:

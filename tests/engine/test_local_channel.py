@@ -15,13 +15,16 @@ from decimal import Decimal as D
 import pytest
 
 from mm.core.model import OrderReport, OrderStatus, PriceTick, Side
+from mm.core.quiet import ANY, QuietBox
 from mm.engine import local_channel
 from mm.engine.local_channel import (
     ChannelClosed,
     DeliveryRefused,
     LocalChannelServer,
     LocalLink,
+    box_text,
     encode,
+    parse_box,
     private_dir,
     read_frame,
     sweep,
@@ -553,3 +556,62 @@ def test_sockets_of_dead_connectors_are_swept_and_live_ones_kept(tmp_path):
         path.touch()
     assert sweep(tmp_path, "connector") == [dead]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
+
+
+# -- quiet boxes: the symbol tells the connector which ticks need not wake it -------------------
+@pytest.mark.parametrize(
+    "box",
+    [
+        None,
+        QuietBox(D("99.5"), D("100.25"), None, ANY, 2**63),
+        QuietBox(D("1E-8"), D("0.00002"), (D("99.01"), D("100.01")), (D("98"), D("99")), 5),
+    ],
+)
+def test_quiet_boxes_survive_the_wire_exactly(box):
+    assert parse_box(box_text(box)) == box
+
+
+@pytest.mark.parametrize("text", [b"1 2 - -", b"1 2 - - * * x", b"a 2 - - * * 5", b"1 2 3 - * * 5"])
+def test_a_garbled_box_is_an_error(text):
+    with pytest.raises(ValueError, match="bad quiet box"):
+        parse_box(text)
+
+
+def test_the_receivers_box_comes_with_its_ack_and_later_pushes_replace_it(socket_path):
+    """Through a real mailbox: the ack's box holds quiet ticks back, a pushed None releases
+    the held one, and a closed channel forgets the box."""
+
+    async def scenario():
+        router = Router(hold_s=30)
+        server = LocalChannelServer(socket_path, on_gate=lambda s, b: router.mailbox(s).set_gate(b))
+        await server.start()
+        boxes = [QuietBox(D("99"), D("101"), None, ANY, 2**62)]
+        got = []
+
+        async def apply(d):
+            got.append(d.tick.price)
+
+        link = LocalLink(BTC, apply, lambda: boxes[-1])
+        task = asyncio.create_task(link.run(str(socket_path)))
+        channel = await connected(server)
+        router.add(BTC, channel.send)
+        mailbox = router.mailbox(BTC)
+        router.tick(tick("100"))
+        await eventually(lambda: mailbox.gate == boxes[0], what="the box from the ack")
+        router.tick(tick("100.5"))  # inside: held
+        router.tick(tick("100.7"))
+        await eventually(lambda: mailbox.held == 2, what="two ticks held")
+        assert got == [D("100")] and channel.sent == 1
+        boxes.append(None)  # the symbol's state changed outside a delivery (a risk halt)
+        link.push_gate()
+        await eventually(lambda: got == [D("100"), D("100.7")], what="the held tick")
+        assert mailbox.gate is None  # the ack said: every tick may matter
+        boxes.append(QuietBox(D("100"), D("102"), None, ANY, 2**62))
+        link.push_gate()
+        await eventually(lambda: mailbox.gate == boxes[-1], what="the pushed box")
+        task.cancel()  # the symbol goes away
+        await eventually(lambda: mailbox.gate is None, what="the box forgotten")
+        await router.close()
+        await server.close()
+
+    run(scenario())

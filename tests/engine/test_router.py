@@ -1,9 +1,11 @@
 """Router and Mailbox: conflated ticks, ordered lossless updates, isolation between symbols."""
 
 import asyncio
+import time
 from decimal import Decimal as D
 
 from mm.core.model import OrderReport, OrderStatus, PriceTick, Side
+from mm.core.quiet import ANY, QuietBox
 from mm.engine.router import MAX_BATCH, Router
 from tests.helpers import eventually, run
 
@@ -27,6 +29,7 @@ class Sink:
         self.entered = 0  # calls started (including ones still blocked or failed)
         self.fail = 0  # raise on this many upcoming calls
         self.on_enter = None
+        self.answer = None  # what the receiver answers (a QuietBox: ticks it need not see)
         if open_gate:
             self.gate.set()
 
@@ -39,6 +42,7 @@ class Sink:
             self.fail -= 1
             raise ConnectionError("receiver restarting")
         self.deliveries.append(delivery)
+        return self.answer
 
     @property
     def updates(self):
@@ -271,3 +275,101 @@ def test_remove_stops_deliveries_and_cancels_one_in_flight():
     assert sink.entered == 1 and sink.deliveries == []
     assert router.symbols == []
     assert router.unrouted == 2
+
+
+# -- quiet boxes: ticks that cannot change the receiver's decision do not wake it ---------------
+QUIET = QuietBox(D("99"), D("101"), None, ANY, 2**62)
+
+
+async def quiet_route(hold_s=5.0):
+    """A route whose receiver answered its first delivery (tick 100) with QUIET."""
+    router, sink = Router(hold_s=hold_s), Sink()
+    sink.answer = QUIET
+    router.add(BTC, sink)
+    router.tick(tick("100"))
+    await eventually(lambda: router.mailbox(BTC).gate == QUIET, what="the receiver's box")
+    return router, sink, router.mailbox(BTC)
+
+
+async def one_turn():
+    for _ in range(5):  # let the delivery task run, if it were woken
+        await asyncio.sleep(0)
+
+
+def test_ticks_inside_the_box_wait_and_the_first_one_outside_goes_at_once():
+    async def scenario():
+        router, sink, box = await quiet_route()
+        for price in ("100.5", "99.5", "100.7"):
+            router.tick(tick(price))
+        await one_turn()
+        assert sink.ticks == [D("100")] and box.held == 3 and box.pending_ticks == 1
+        router.tick(tick("101"))  # on the edge: outside the open interval
+        await eventually(lambda: len(sink.deliveries) == 2, what="the tick outside the box")
+        assert sink.ticks == [D("100"), D("101")] and box.conflated == 3
+        await router.close()
+
+    run(scenario())
+
+
+def test_a_held_tick_goes_with_the_next_order_update_or_a_new_box():
+    async def scenario():
+        router, sink, box = await quiet_route()
+        router.tick(tick("100.5"))
+        router.update(update(1))
+        await eventually(lambda: len(sink.deliveries) == 2, what="the update")
+        assert sink.deliveries[1].tick.price == D("100.5") and sink.updates == ["c1"]
+        router.tick(tick("100.6"))
+        await one_turn()
+        assert len(sink.deliveries) == 2
+        box.set_gate(None)  # the receiver's state changed: every tick may matter again
+        await eventually(lambda: len(sink.deliveries) == 3, what="the held tick")
+        assert sink.ticks[-1] == D("100.6")
+        await router.close()
+
+    run(scenario())
+
+
+def test_a_held_tick_goes_hold_s_after_the_last_delivery():
+    async def scenario():
+        router, sink, box = await quiet_route(hold_s=0.3)
+        sent = time.monotonic()
+        router.tick(tick("100.5"))
+        await eventually(lambda: len(sink.deliveries) == 2, what="the held tick")
+        assert time.monotonic() - sent >= 0.25  # held, not sent at once ...
+        assert box.held == 1  # ... and delivered although it is inside the box
+        await router.close()
+
+    run(scenario())
+
+
+def test_a_box_past_its_time_holds_nothing_and_each_delivery_clears_it():
+    async def scenario():
+        router, sink, box = await quiet_route()
+        box.set_gate(QuietBox(D("99"), D("101"), None, ANY, time.time_ns() // 1_000_000 - 1))
+        router.tick(tick("100.5"))  # a reject back-off ended: the receiver must decide again
+        await eventually(lambda: len(sink.deliveries) == 2, what="the tick after the horizon")
+        sink.answer = None  # this receiver now says nothing about quiet ticks
+        box.set_gate(QUIET)
+        router.update(update(1))
+        await eventually(lambda: len(sink.deliveries) == 3, what="the update")
+        assert box.gate is None
+        router.tick(tick("100.6"))
+        await eventually(lambda: len(sink.deliveries) == 4, what="an ungated tick")
+        await router.close()
+
+    run(scenario())
+
+
+def test_hold_0_delivers_every_tick_whatever_the_receiver_says():
+    async def scenario():
+        router, sink = Router(hold_s=0), Sink()
+        sink.answer = QUIET
+        router.add(BTC, sink)
+        router.tick(tick("100"))
+        await eventually(lambda: len(sink.deliveries) == 1, what="first")
+        router.tick(tick("100.5"))
+        await eventually(lambda: len(sink.deliveries) == 2, what="second")
+        assert router.mailbox(BTC).gate is None and router.stats()["ticks_held"] == 0
+        await router.close()
+
+    run(scenario())

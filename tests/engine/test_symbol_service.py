@@ -362,3 +362,31 @@ def test_a_retried_send_counts_as_one_order_placed(h):
     run(scenario())
     assert len(h.sim.orders(SYMBOL)) == 3
     assert h.service.orders_placed == 3
+
+
+def test_the_quiet_box_covers_ticks_that_decide_nothing_and_changes_are_told(h):
+    """After a settled decision the service names the ticks it need not see; every change made
+    outside a delivery (risk, pause, resume, drain) is told through `on_change`."""
+    told = []
+    h.service.on_change = lambda: told.append(h.service.quiet_box())
+
+    async def scenario():
+        assert h.service.quiet_box() is None  # not started
+        await h.service.start()
+        await h.deliver("10000")
+        box = h.service.quiet_box()
+        assert (box.lo, box.hi) == (D("9950"), D("10000.01"))  # half-level, buy cap 10000
+        placed = h.service.orders_placed
+        await h.deliver("9960")  # inside the box: nothing to do
+        assert h.service.orders_placed == placed and h.service.quiet_box() is not None
+        await h.service.set_risk(RiskState(halted=False))  # no change: nothing told
+        assert told == []
+        await h.service.set_risk(RiskState(halted=True, reasons=("breaker",)))
+        assert len(told) == 1 and told[0] is not None and h.open_orders() == {}  # cancelled
+        await h.service.pause()
+        await h.service.resume()
+        assert told[1] is None and told[2] is not None  # paused: every tick matters
+        await h.service.drain(keep_orders=True)
+        assert told[3] is None and h.service.quiet_box() is None
+
+    run(scenario())
