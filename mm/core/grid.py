@@ -26,15 +26,15 @@ backtest which prices need no visit at all.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from decimal import ROUND_FLOOR, Decimal
 
 from mm.core import ids
 from mm.core.commands import CancelOrder, Command, PlaceOrder
-from mm.core.model import ZERO, MarketRules, MarketType, OrderStatus, Role, Side
+from mm.core.model import ZERO, MarketRules, MarketType, OrderStatus, PriceTick, Role, Side
 from mm.core.position import PositionSnapshot, Slot, SlotOrder
-from mm.core.quiet import ANY, Bounds, QuietBox
+from mm.core.quiet import ANY, Bounds, QuietBox, widest_box
 from mm.core.rounding import is_multiple, qty_for_notional, size_problem
 
 _ONE = Decimal(1)
@@ -108,6 +108,7 @@ class GridStrategy:
         self._gap = params.min_gap * params.interval
         self._quiet: set[tuple[bool, int, int, int]] = set()  # keys known to yield no commands
         self._quiet_version = -1
+        self._box_cache: dict[tuple[object, ...], QuietBox] = {}  # quiet_box walks, this version
         self._last_key: tuple[bool, int, int, int] | None = None
         self._complete = False
         self._valid_until_ms = _NEVER
@@ -144,6 +145,7 @@ class GridStrategy:
     def invalidate(self) -> None:
         """Forget every remembered decision."""
         self._quiet.clear()
+        self._box_cache.clear()
 
     def _key(
         self, snapshot: PositionSnapshot, price: Decimal, bid: Decimal | None, ask: Decimal | None
@@ -168,6 +170,7 @@ class GridStrategy:
         """Keep remembered quiet keys only while the snapshot and the backoff horizon hold."""
         if snapshot.version != self._quiet_version or now_ms >= self._valid_until_ms:
             self._quiet.clear()
+            self._box_cache.clear()
             self._quiet_version = snapshot.version
             self._valid_until_ms = _NEVER
 
@@ -256,54 +259,82 @@ class GridStrategy:
     ) -> QuietBox | None:
         """The ticks for which `decide` would return [] again, with this snapshot and risk flag,
         given that the decision at (price, bid, ask) returned [] (None when it did not, or is
-        not remembered). The box is the region around the tick where the decision key cannot
-        change: between the neighbouring thresholds of each input — the reference price's
-        half-levels and gap edges, and the level prices for the buy cap (ask - tick) and, in a
-        Neutral grid, the sell floor (bid + tick). Every threshold counts, relevant or not, so
-        the box may be smaller than the true quiet region, never larger.
+        not remembered): a box around the tick where the decision key stays the same.
+
+        The key is non-decreasing in the last price (through the reference price and, without
+        a book, the buy cap and sell floor), in the ask (buy cap = ask - tick) and in the bid
+        (Neutral sell floor = bid + tick), and changes only at thresholds: the reference
+        price's half-levels and gap edges, and the level prices for cap and floor. So the box
+        is found by walking across thresholds while the key holds (`widest_box`). Cached per
+        key while the snapshot holds: the walk costs a few dozen key computations.
         """
         if snapshot.version != self._quiet_version or now_ms >= self._valid_until_ms:
             return None
-        if (risk_halted, *self._key(snapshot, price, bid, ask)) not in self._quiet:
+        key = (risk_halted, *self._key(snapshot, price, bid, ask))
+        if key not in self._quiet:
             return None
-        interval, anchor, tick = self.params.interval, self.anchor, self.rules.tick_size
         factor = self.reference_price(_ONE, snapshot)  # ref = price * factor
-        ref = price * factor
+        cache_key = (key, ask is None, bid is None, factor)
+        cached = self._box_cache.get(cache_key)
+        tick = PriceTick(self.symbol, price, 0, bid, ask)
+        if cached is not None and cached.holds(tick, -1):
+            return replace(cached, until_ms=self._valid_until_ms)
+        box = self._widest_box(snapshot, price, bid, ask, factor)
+        if box is not None:
+            if len(self._box_cache) > 1_000:
+                self._box_cache.clear()
+            self._box_cache[cache_key] = box
+            box = replace(box, until_ms=self._valid_until_ms)
+        return box
+
+    def _widest_box(
+        self,
+        snapshot: PositionSnapshot,
+        price: Decimal,
+        bid: Decimal | None,
+        ask: Decimal | None,
+        factor: Decimal,
+    ) -> QuietBox | None:
+        interval, anchor, tick = self.params.interval, self.anchor, self.rules.tick_size
+        reach = BAND_LEVELS + 1
+
+        def levels(value: Decimal, shift: Decimal) -> list[Decimal]:
+            k = int(((value - anchor) / interval).to_integral_value(ROUND_FLOOR))
+            return [anchor + j * interval + shift for j in range(k - reach, k + reach + 1)]
+
         offsets = {interval / 2, self._gap % interval}
         if self._neutral:
             offsets.add((interval - self._gap) % interval)
-        base = anchor + interval * ((ref - anchor) / interval).to_integral_value(ROUND_FLOOR)
-        rest = ref - base
-        if rest in offsets:
-            return None  # exactly on a threshold: the keys on either side may differ
-        below = max((o for o in offsets if o < rest), default=max(offsets) - interval)
-        above = min((o for o in offsets if o > rest), default=min(offsets) + interval)
-        lo, hi = (base + below) / factor, (base + above) / factor
+        prices = [t / factor for o in offsets for t in levels(price * factor, o)]
+        point, edges = [price], [prices]
+        if ask is None:
+            prices += levels(price, tick)  # the buy cap comes from the price
+        else:
+            point.append(ask)
+            edges.append(levels(ask, tick))
+        if self._neutral and bid is None:
+            prices += levels(price, -tick)  # and so does the sell floor
+        elif self._neutral:
+            point.append(bid)
+            edges.append(levels(bid, -tick))
+
+        def key_at(at: Sequence[Decimal]) -> tuple[int, int, int]:
+            p = at[0]
+            a = at[1] if ask is not None else None
+            b = at[-1] if self._neutral and bid is not None else None
+            return self._key(snapshot, p, b, a)
+
+        cells = widest_box(key_at, point, edges, walk=True)
+        if cells is None:
+            return None
+        lo, hi = cells[0]
         if factor != _ONE:  # keep clear of rounding at the edges of a divided bound
             lo, hi = lo * (_ONE + _EDGE), hi * (_ONE - _EDGE)
-        # buy_ok compares a level price with cap = source - tick: the key holds for caps in
-        # [p_j, p_j+1), so for sources strictly inside (p_j + tick, p_j+1 + tick)
-        cap = (ask if ask is not None else price) - tick
-        j = ((cap - anchor) / interval).to_integral_value(ROUND_FLOOR)
-        caps = (anchor + j * interval + tick, anchor + (j + 1) * interval + tick)
-        ask_box: Bounds | None = None
-        if ask is not None:
-            ask_box = caps
-        else:
-            lo, hi = max(lo, caps[0]), min(hi, caps[1])
+        ask_box = cells[1] if ask is not None else None
         bid_box: Bounds | None = ANY
-        if self._neutral:  # sell_ok: level >= floor = source + tick, for floors in (p_j-1, p_j]
-            floor = (bid if bid is not None else price) + tick
-            j = ((floor - anchor) / interval).to_integral_value(ROUND_CEILING)
-            floors = (anchor + (j - 1) * interval - tick, anchor + j * interval - tick)
-            if bid is not None:
-                bid_box = floors
-            else:
-                bid_box = None
-                lo, hi = max(lo, floors[0]), min(hi, floors[1])
-        if lo >= hi:
-            return None
-        return QuietBox(lo, hi, ask_box, bid_box, self._valid_until_ms)
+        if self._neutral:
+            bid_box = cells[-1] if bid is not None else None
+        return QuietBox(lo, hi, ask_box, bid_box, _NEVER)
 
     @staticmethod
     def _walk(

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mm.core.model import PriceTick, Side
-from mm.core.quiet import ANY, QuietBox
+from mm.core.quiet import ANY, QuietBox, widest_box
 from tests.core.test_grid import apply, fill, placed, refuse, setup
 from tests.helpers import grid
 
@@ -37,16 +37,17 @@ def box_of(strategy, pm, t, now_ms=0, halted=False):
     )
 
 
-def test_a_settled_long_grid_gets_a_box_around_its_price():
+def test_a_settled_long_grid_gets_a_box_from_half_level_to_half_level():
     strategy, pm = setup()
     t = tick("10020")
     settle(strategy, pm, t)
-    assert box_of(strategy, pm, tick("10010")) is None  # on a threshold: no promise
+    assert box_of(strategy, pm, tick("10050")) is None  # another centre: never decided there
     box = box_of(strategy, pm, t)
-    # ref thresholds: half-levels (9950, 10050) and the gap edges level + 10 (10010 is one)
-    assert box == QuietBox(D("10010"), D("10050"), None, ANY, box.until_ms)
-    assert box.holds(tick("10049.99"), 0) and not box.holds(tick("10050"), 0)
-    assert not box.holds(tick("10010"), 0)
+    # the centre changes at the half-levels 9950 and 10050; the gap edge 10010 and the buy cap
+    # edge 10000.01 change nothing in a long grid here, so the box walks across them
+    assert box == QuietBox(D("9950"), D("10050"), None, ANY, box.until_ms)
+    assert box.holds(tick("10049.99"), 0) and box.holds(tick("10010"), 0)
+    assert not box.holds(tick("10050"), 0) and not box.holds(tick("9950"), 0)
     assert not box.holds(tick("10020", ask="10020.01"), 0)  # a book the decision did not see
 
 
@@ -55,9 +56,11 @@ def test_the_box_uses_the_ask_for_the_buy_cap_and_ignores_the_bid_in_a_long_grid
     t = tick("10020", bid="10019.99", ask="10020.01")
     settle(strategy, pm, t)
     box = box_of(strategy, pm, t)
-    assert box.ask == (D("10000.01"), D("10100.01")) and box.bid is ANY
+    # the first buy (level -1, 9900) stays while the cap (ask - tick) is at least 9900; above,
+    # the walk goes as far as it looks (four levels)
+    assert box.ask == (D("9900.01"), D("10400.01")) and box.bid is ANY
     assert box.holds(tick("10030", bid="9000", ask="10100"), 0)
-    assert not box.holds(tick("10030", bid="10029", ask="10100.01"), 0)
+    assert not box.holds(tick("10030", bid="10029", ask="9900.01"), 0)
     assert not box.holds(tick("10030"), 0)  # no ask: the cap would come from the price
 
 
@@ -66,8 +69,29 @@ def test_a_neutral_box_bounds_the_bid_too():
     t = tick("10020", bid="10019.99", ask="10020.01")
     settle(strategy, pm, t)
     box = box_of(strategy, pm, t)
-    assert box.bid == (D("9999.99"), D("10099.99"))
-    assert (box.lo, box.hi) == (D("10010"), D("10050"))  # gap edges at +-10 around levels
+    # the first sell (level 1, 10100) stays while the floor (bid + tick) is at most 10100
+    assert box.bid == (D("9599.99"), D("10099.99"))
+    assert (box.lo, box.hi) == (D("9950"), D("10050"))
+
+
+def test_the_widest_box_checks_its_corners_together():
+    """Each axis alone may keep the key where both together do not: then only the point's
+    own cell is promised."""
+
+    def key(at):
+        return int(at[0] >= 1 and at[1] >= 1)
+
+    edges = [D(0), D(1), D(2)]
+    half = [D("0.5"), D("0.5")]
+    assert widest_box(key, half, [edges, edges], walk=True) == [(0, 1), (0, 1)]
+    assert widest_box(lambda at: 0, half, [edges, edges], walk=True) == [(0, 2), (0, 2)]
+    either = widest_box(
+        lambda at: int(at[0] >= 1 or at[1] >= 1), [D("1.5")] * 2, [edges] * 2, walk=True
+    )
+    assert either == [(1, 2), (1, 2)]  # (0.5, 0.5) would decide otherwise
+    on_edge = widest_box(lambda at: int(at[0] >= 1), [D(1), D("0.5")], [edges, edges], walk=True)
+    assert on_edge == [(D(1).next_minus(), 2), (0, 2)]  # the edge itself is kept, not below it
+    assert widest_box(key, [D(3), D("0.5")], [edges, edges], walk=True) is None  # beyond them
 
 
 def test_no_box_while_the_decision_would_act_or_after_the_state_changed():

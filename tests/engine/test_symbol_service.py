@@ -375,7 +375,7 @@ def test_the_quiet_box_covers_ticks_that_decide_nothing_and_changes_are_told(h):
         await h.service.start()
         await h.deliver("10000")
         box = h.service.quiet_box()
-        assert (box.lo, box.hi) == (D("9950"), D("10000.01"))  # half-level, buy cap 10000
+        assert (box.lo, box.hi) == (D("9950"), D("10050"))  # between the half-levels
         placed = h.service.orders_placed
         await h.deliver("9960")  # inside the box: nothing to do
         assert h.service.orders_placed == placed and h.service.quiet_box() is not None
