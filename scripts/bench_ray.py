@@ -300,9 +300,13 @@ def summarize_live(
     secs = after["at"] - before["at"]
     to_order: list[float] = []
     to_deliver: list[float] = []
+    to_intent: list[float] = []
+    commits: list[float] = []
     for b, a in zip(before["latency"], after["latency"], strict=True):
         to_order += window(a, b, "tick_to_order")
         to_deliver += window(a, b, "tick_delivery")
+        to_intent += window(a, b, "tick_to_intent")
+        commits += window(a, b, "journal_commit")
     cb, ca = before["connector"], after["connector"]
     ticks_in = ca["ticks_in"] - cb["ticks_in"]
     delivered = ca["ticks_delivered"] - cb["ticks_delivered"]
@@ -341,6 +345,16 @@ def summarize_live(
             "p99": percentile(to_order, 0.99),
             "max": max(to_order, default=None),
             "samples": len(to_order),
+        },
+        "tick_to_intent_ms": {
+            "p50": percentile(to_intent, 0.5),
+            "p99": percentile(to_intent, 0.99),
+            "samples": len(to_intent),
+        },
+        "journal_commit_ms": {
+            "p50": percentile(commits, 0.5),
+            "p99": percentile(commits, 0.99),
+            "samples": len(commits),
         },
         "tick_delivery_ms": {
             "p50": percentile(to_deliver, 0.5),
@@ -577,6 +591,12 @@ def print_live(r: dict[str, Any]) -> None:
         f" {rss:>6.0f} {uss:>6.0f}"
         f" {cpu['connector']:>5.0f}% {cpu['symbol_actors']:>5.0f}% {cpu['other_ray']:>5.0f}%"
         f" {cpu['machine_busy_pct_of_all_cores'] or 0:>5.0f}%"
+    )
+    i, c = r["tick_to_intent_ms"], r["journal_commit_ms"]
+    print(
+        f"      of which: tick -> decision made (intents about to be journaled) p50/p99"
+        f" {_ms(i['p50'])} / {_ms(i['p99'])} ms; journal commit (fsync) p50/p99"
+        f" {_ms(c['p50'])} / {_ms(c['p99'])} ms ({c['samples']} commits)"
     )
 
 

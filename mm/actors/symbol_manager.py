@@ -255,4 +255,8 @@ class SymbolManager:
             "tick_to_order_count": s.latency.count if s else 0,
             "tick_delivery_ms": list(s.tick_delivery.recent) if s else empty,
             "tick_delivery_count": s.tick_delivery.count if s else 0,
+            "tick_to_intent_ms": list(s.tick_to_intent.recent) if s else empty,
+            "tick_to_intent_count": s.tick_to_intent.count if s else 0,
+            "journal_commit_ms": list(s.journal_commit.recent) if s else empty,
+            "journal_commit_count": s.journal_commit.count if s else 0,
         }

@@ -209,7 +209,7 @@ class SymbolEngine:
             fill = self.pm.apply_report(report)
             if fill is not None:
                 self.on_phase("fill_received")
-            self._commit()
+            self._commit(durable=False)  # the exchange can tell it again
             if self.state is EngineState.QUOTING and self.last_tick is not None:
                 await self._decide_and_act()
 
@@ -233,7 +233,7 @@ class SymbolEngine:
                     self.establish_anchor(tick.price)
                 await self._decide_and_act()
             finally:
-                self._commit()
+                self._commit(durable=False)  # reports without a decision, or its outcomes
 
     async def execute(self, commands: Sequence[Command]) -> None:
         """Carry out commands from outside the strategy (e.g. CancelAll to drain a symbol)."""
@@ -286,8 +286,10 @@ class SymbolEngine:
                 return  # a reject, fill or unknown outcome: the next event decides afresh
             self.strategy.settled(self.pm.snapshot(), self.clock.now_ms())
 
-    def _commit(self) -> None:
-        """Journal everything the position manager changed (and pending meta) in one transaction."""
+    def _commit(self, *, durable: bool = True) -> None:
+        """Journal everything the position manager changed (and pending meta) in one transaction.
+        `durable=False` for outcomes and reports (what the exchange can tell again): they skip
+        their own fsync and become durable with the next intents, which are always durable."""
         changes = self.pm.changes  # cleared only once written: a failed write loses nothing
         meta = dict(self._meta_pending)
         if self.pm.next_generation != self._journaled[0]:
@@ -295,7 +297,7 @@ class SymbolEngine:
         if self.pm.totals is not self._journaled[1]:
             meta["totals"] = totals_to_text(self.pm.totals)
         if changes or meta:
-            self.journal.commit(self.symbol, changes, meta)
+            self.journal.commit(self.symbol, changes, meta, durable=durable)
             self.pm.clear_changes()
             self._meta_pending = {}
             self._journaled = (self.pm.next_generation, self.pm.totals)
@@ -319,6 +321,7 @@ class SymbolEngine:
                 self.pm.record_intent(command, now)
             else:
                 self.pm.record_cancel_requested(command.client_id, now)
+        self.on_phase("intent_commit")
         self._commit()
         self.on_phase("intent_committed")
         if len(expanded) == 1:  # 3. act (no task per command when there is only one)
@@ -334,7 +337,7 @@ class SymbolEngine:
             before = self.pm.order(command.client_id)
             nominal = nominal and _nominal(command, report, before)
             self.pm.apply_report(report)
-        self._commit()
+        self._commit(durable=False)  # an outcome lost to a power cut is looked up again
         self.on_phase("outcome_committed")
         return nominal
 

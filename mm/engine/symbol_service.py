@@ -107,6 +107,10 @@ class SymbolService:
         self.last_tick_ms = 0  # wall time the last tick was applied
         self.latency = LatencyStats()  # tick at the connector -> order call issued
         self.tick_delivery = LatencyStats()  # tick at the connector -> delivery here
+        self.tick_to_intent = LatencyStats()  # tick at the connector -> decision made, journaling
+        self.journal_commit = LatencyStats()  # the commit of a decision's intents (its fsync)
+        self.engine.on_phase = self._phase
+        self._commit_ns = 0
         self.risk = risk or RiskState(halted=False)
         self.engine.set_risk_halted(self.risk.halted)
         self.draining = False
@@ -176,6 +180,15 @@ class SymbolService:
         if not self.started.is_set() or self.draining:
             return None
         return self.engine.quiet_box()
+
+    def _phase(self, name: str) -> None:
+        if name == "intent_commit":
+            self._commit_ns = time.perf_counter_ns()
+            if self._trigger_ns:
+                self.tick_to_intent.observe((time.time_ns() - self._trigger_ns) / 1e6)
+        elif name == "intent_committed" and self._commit_ns:
+            self.journal_commit.observe((time.perf_counter_ns() - self._commit_ns) / 1e6)
+            self._commit_ns = 0
 
     def _order_issued(self) -> None:
         self.orders_placed += 1
@@ -289,6 +302,8 @@ class SymbolService:
             resyncs=self.resyncs,
             tick_to_order_ms=self.latency.to_dict(),
             tick_delivery_ms=self.tick_delivery.to_dict(),
+            tick_to_intent_ms=self.tick_to_intent.to_dict(),
+            journal_commit_ms=self.journal_commit.to_dict(),
             live_orders=[_order_view(o) for o in self.engine.pm.live_orders()],
         )
         return out

@@ -2,8 +2,9 @@
 
 Owns: durable engine state. Writes happen in `commit()` only, each call one transaction, so a
 crash leaves either all of an event's changes or none. WAL with `synchronous=FULL` when durable
-(a crash loses nothing committed); a backtest uses an in-memory database. Must not: interpret
-the state (that is the engine's and the core's job).
+(a crash loses nothing committed); a commit may be lazy (no fsync of its own) when the exchange
+can tell its content again (see `commit`); a backtest uses an in-memory database. Must not:
+interpret the state (that is the engine's and the core's job).
 
 Decimals are stored as text and read back exactly. Fills are unique per (client id, cumulative
 filled qty), so the same fill journaled twice is one row.
@@ -227,7 +228,10 @@ class Journal:
                 self._lock_fd = _lock(self.path + ".lock")
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db = Database(conn)
-        if memory or not durable:
+        self._wal = not memory and durable
+        self._synchronous = "FULL"
+        self.commits = {"durable": 0, "lazy": 0}
+        if not self._wal:
             conn.execute("PRAGMA journal_mode=MEMORY")
             conn.execute("PRAGMA synchronous=OFF")
         else:
@@ -323,9 +327,26 @@ class Journal:
         return True
 
     # -- writes -----------------------------------------------------------------------------
-    def commit(self, symbol: str, changes: Changes, meta: Mapping[str, str] | None = None) -> None:
-        """Write one event's changes atomically (all or nothing)."""
+    def commit(
+        self,
+        symbol: str,
+        changes: Changes,
+        meta: Mapping[str, str] | None = None,
+        *,
+        durable: bool = True,
+    ) -> None:
+        """Write one event's changes atomically (all or nothing). `durable`: on disk (fsync)
+        before this returns. A lazy commit (`durable=False`, for what the exchange can tell
+        again: order outcomes, fills) survives a process crash as well; after a power loss
+        only lazy commits since the last durable one can be missing, since a durable commit
+        syncs the whole log before it (the WAL is written in order)."""
         conn = self.db.conn
+        if self._wal:
+            wanted = "FULL" if durable else "NORMAL"
+            if wanted != self._synchronous:
+                conn.execute(f"PRAGMA synchronous={wanted}")
+                self._synchronous = wanted
+        self.commits["durable" if durable else "lazy"] += 1
         with self.db.atomic():
             if changes.slots:
                 idle = [(symbol, lvl) for lvl, s in changes.slots.items() if s is None]

@@ -233,11 +233,11 @@ def test_a_short_larger_than_the_lattice_below_zero_still_rebuilds():
 class FlakyJournal(Journal):
     fail_next = False
 
-    def commit(self, symbol, changes, meta=None):
+    def commit(self, symbol, changes, meta=None, *, durable=True):
         if self.fail_next:
             self.fail_next = False
             raise sqlite3.OperationalError("database is locked")
-        return super().commit(symbol, changes, meta)
+        return super().commit(symbol, changes, meta, durable=durable)
 
 
 def test_a_failed_journal_write_keeps_its_changes_for_the_next_one():
@@ -256,3 +256,77 @@ def test_a_failed_journal_write_keeps_its_changes_for_the_next_one():
         check_invariants(journal, rig.sim, rig.symbol, "t1")
 
     run(scenario())
+
+
+def test_a_power_cut_loses_only_lazy_commits_and_recovery_gets_them_back(tmp_path):
+    """Outcomes and fills are journaled lazily (no fsync of their own); intents durably. A
+    power cut can therefore leave the journal as it was right after the last intents: here
+    the files are copied at that moment and restored after later lazy commits (the close's
+    placement outcome and a fill), and a restart recovers both from the venue."""
+    path = tmp_path / "journal.db"
+    saved = tmp_path / "saved"
+    saved.mkdir()
+
+    def phase(name):
+        if name == "intent_committed":  # durable: a power cut after this keeps at least this
+            for suffix in ("", "-wal"):
+                (saved / f"journal.db{suffix}").write_bytes(
+                    path.with_name(f"journal.db{suffix}").read_bytes()
+                )
+
+    async def scenario():
+        rig = make_rig(journal=Journal(path), on_phase=phase)
+        await rig.engine.start()
+        await rig.step("10000")  # three buys
+        await rig.step("9900")  # level -1 fills: its close rests at 10000
+        close = rig.engine.pm.slot(-1).order.client_id
+        buy = rig.engine.pm.slot(-2).order.client_id
+        rig.engine.paused = True  # no decision after the next fill: its commit stays lazy
+        await rig.step("9800")  # level -2 fills
+        assert rig.engine.pm.slot(-2).inventory_qty > 0  # bought
+        assert rig.journal.commits["lazy"] > 0 and rig.journal.commits["durable"] > 0
+        rig.journal.close()
+        for suffix in ("", "-wal"):  # the cut: every write after the last intents is gone
+            path.with_name(f"journal.db{suffix}").write_bytes(
+                (saved / f"journal.db{suffix}").read_bytes()
+            )
+        path.with_name("journal.db-shm").unlink(missing_ok=True)
+        cut = Journal(path)
+        assert cut.order(close).status is OrderStatus.INTENT  # its outcome was lazy
+        assert cut.order(buy).status is OrderStatus.OPEN  # its fill was lazy
+        again = make_rig(clock=rig.clock, venue=rig.sim, journal=cut)
+        await again.engine.start()
+        return rig, again
+
+    rig, again = run(scenario())
+    numbers = check_invariants(again.journal, rig.sim, rig.symbol, "t1")
+    assert numbers["fills"] == 2  # both buys, the second one found again on the venue
+    assert again.engine.pm.snapshot().inventory_qty == D("0.02")
+    assert again.live() == rig.live()
+
+
+def test_every_intent_is_journaled_durably_and_only_outcomes_and_reports_lazily(tmp_path):
+    commits = []
+
+    async def scenario():
+        rig = make_rig(journal=Journal(tmp_path / "journal.db"))
+        real = rig.journal.commit
+
+        def commit(symbol, changes, meta=None, *, durable=True):
+            intents = [
+                (o.client_id, o.status, o.cancel_requested)
+                for o in changes.orders.values()
+                if o.status is OrderStatus.INTENT
+                or (o.cancel_requested and not o.status.is_terminal)
+            ]
+            commits.append((durable, intents))
+            real(symbol, changes, meta, durable=durable)
+
+        rig.journal.commit = commit
+        await rig.engine.start()
+        for price in ("10000", "9900", "9800", "10100", "10300", "9950"):
+            await rig.step(price)  # fills, closes, trailing cancels
+
+    run(scenario())
+    assert any(intent for _, intent in commits) and any(not d for d, _ in commits)
+    assert [c for c in commits if c[1] and not c[0]] == []

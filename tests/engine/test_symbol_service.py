@@ -166,9 +166,9 @@ def test_a_delivery_is_one_decision_and_its_fills_share_the_intents_commit(h):
         fills = [h.sim.force_fill(SYMBOL, buy, D("0.005")) for _ in range(2)]
         commit, place = h.journal.commit, h.sim.place_order
 
-        def spy_commit(symbol, changes, meta=None):
+        def spy_commit(symbol, changes, meta=None, *, durable=True):
             journal_writes.append((len(sent), len(changes.fills)))
-            return commit(symbol, changes, meta)
+            return commit(symbol, changes, meta, durable=durable)
 
         async def spy_place(request):
             sent.append(request)

@@ -123,3 +123,15 @@ def test_two_live_orders_on_one_level_is_refused_as_corruption():
     )
     with pytest.raises(RuntimeError, match="two live orders on level -1"):
         journal.load(SYMBOL)
+
+
+def test_a_lazy_commit_skips_the_fsync_and_a_durable_one_restores_it(tmp_path):
+    journal = Journal(tmp_path / "j.db")
+    live = order()
+    journal.commit(SYMBOL, Changes(orders={live.client_id: live}), durable=False)
+    assert journal.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    journal.commit(SYMBOL, Changes(), {"anchor": "10000"})
+    assert journal.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    assert journal.commits == {"durable": 1, "lazy": 1}
+    journal.close()
+    assert Journal(tmp_path / "j.db").order(live.client_id) == live  # both are in the log
