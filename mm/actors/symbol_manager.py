@@ -35,7 +35,7 @@ from mm.engine.router import Delivery
 from mm.engine.symbol_engine import EngineConfig
 from mm.engine.symbol_service import SymbolService
 from mm.settings import MarketMakerSettings, grid_for, journal_dir
-from mm.store.journal import Journal
+from mm.store.journal import WAL_ROOM_BYTES, Journal
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,8 @@ class SymbolManager:
             log.warning("%s: risk state unknown (%s); openings halted", self.symbol, e)
             risk = UNKNOWN_RISK
         if self.service is None:
-            journal = Journal(self.path, exclusive=True)  # JournalBusy: an old process lives
+            # JournalBusy: an old process lives
+            journal = Journal(self.path, exclusive=True, wal_room_bytes=WAL_ROOM_BYTES)
             self.service = SymbolService(
                 self.config,
                 self.exchange,

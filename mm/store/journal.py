@@ -28,6 +28,9 @@ from mm.core.position import Changes, FillDelta, Slot, SlotOrder, Totals
 from mm.errors import JournalBusy
 from mm.store.migrations import migrate
 
+WAL_ROOM_BYTES = 4_500_000  # > one checkpoint cycle: 1000 pages of 4 KiB plus frame headers
+_WAL_ROOM_KEY = "wal_room"
+
 _ORDER_COLUMNS = (
     "client_id",
     "symbol",
@@ -216,9 +219,18 @@ def _lock(path: str) -> int:
 
 
 class Journal:
-    def __init__(self, path: str | Path, *, durable: bool = True, exclusive: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        durable: bool = True,
+        exclusive: bool = False,
+        wal_room_bytes: int = 0,
+    ) -> None:
         """`exclusive`: hold an OS lock on `<path>.lock` while open, so two processes can never
-        write one symbol's journal at once (raises `JournalBusy` while another holds it)."""
+        write one symbol's journal at once (raises `JournalBusy` while another holds it).
+        `wal_room_bytes`: grow the write-ahead log to this size once at open (see
+        `_make_wal_room`); `WAL_ROOM_BYTES` covers a whole checkpoint cycle."""
         self.path = str(path)
         memory = self.path == ":memory:"
         self._lock_fd: int | None = None
@@ -239,6 +251,28 @@ class Journal:
             conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
         migrate(self.db)
+        if self._wal and wal_room_bytes > 0:
+            self._make_wal_room(wal_room_bytes)
+
+    def _make_wal_room(self, size: int) -> None:
+        """Make the WAL file `size` bytes long with one row of zeros written and dropped again,
+        then restart the log at its start. Later commits overwrite blocks already allocated, so
+        a durable commit's fsync has no file-size change to journal — on ext4 that costs a
+        filesystem-wide journal commit, queued behind every other symbol's (measured: p50 of
+        20 processes committing at once 0.81 -> 0.48 ms). SQLite never reads past the last
+        valid frame, and does not shrink the file while it is open."""
+        wal = Path(self.path + "-wal")
+        if wal.exists() and wal.stat().st_size >= size:
+            return
+        conn = self.db.conn
+        with self.db.atomic():
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (symbol, key, value) VALUES ('', ?, zeroblob(?))",
+                (_WAL_ROOM_KEY, size),
+            )
+        with self.db.atomic():
+            conn.execute("DELETE FROM meta WHERE symbol = '' AND key = ?", (_WAL_ROOM_KEY,))
+        conn.execute("PRAGMA wal_checkpoint(RESTART)")
 
     def close(self) -> None:
         self.db.close()

@@ -135,3 +135,19 @@ def test_a_lazy_commit_skips_the_fsync_and_a_durable_one_restores_it(tmp_path):
     assert journal.commits == {"durable": 1, "lazy": 1}
     journal.close()
     assert Journal(tmp_path / "j.db").order(live.client_id) == live  # both are in the log
+
+
+def test_wal_room_is_made_once_at_open_and_leaves_no_trace(tmp_path):
+    path = tmp_path / "j.db"
+    journal = Journal(path, wal_room_bytes=1_000_000)
+    wal = tmp_path / "j.db-wal"
+    size = wal.stat().st_size
+    assert size >= 1_000_000
+    live = order()
+    for _ in range(20):  # later commits overwrite the room from the start of the log
+        journal.commit(SYMBOL, Changes(orders={live.client_id: live}))
+    assert wal.stat().st_size == size
+    assert journal.db.execute("SELECT count(*) FROM meta").fetchone()[0] == 0
+    assert journal.order(live.client_id) == live
+    journal.close()
+    assert Journal(path, wal_room_bytes=1_000_000).order(live.client_id) == live
