@@ -197,9 +197,13 @@ class SymbolManager:
             out: dict[str, Any] = {"symbol": self.symbol, "state": "STARTING"}
         else:
             out = self.service.status()
+        link = self.exchange.link
         out.update(
             node_id=self.node_id,
             pid=os.getpid(),
+            local_channel=None
+            if link is None
+            else {"connected": link.connected, "applied": link.applied, "calls": link.calls},
             journal=str(self.path),
             start_attempts=self.start_attempts,
             start_error=self.start_error,
