@@ -22,6 +22,9 @@ hard-code any precision, asset or symbol.
   trades and positions in contracts (`contractSize` base each), so they are converted here, both
   ways, and the market's lot and min qty are given in base too. An order must be whole lots of
   contracts (the lot check in base says the same), so the division is exact.
+- Lookups: by our client id, as the port asks; where the venue looks client ids up for a while
+  only after an order ends (gate), the exchange id seen for it is asked for instead, or the
+  venue's recent finished orders are searched (`lookup.py`).
 - Fees: the cumulative fee of an order is the sum of its trades' fees in quote, learned from the
   order stream and from `fetch_my_trades` (a venue's order query does not carry it); a fee in
   base is converted at its trade's price, one in another asset is kept apart (`fees.py`). A
@@ -34,7 +37,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -45,8 +48,9 @@ from connectors.ccxt.config import override_urls as override_urls  # their old h
 from connectors.ccxt.config import urls_in as urls_in  # by tests/test_network_guard.py
 from connectors.ccxt.errors import is_bug, to_mm
 from connectors.ccxt.fees import FeeBook, in_quote
+from connectors.ccxt.lookup import OrderLookup
 from connectors.ccxt.order_feed import OrderFeed
-from connectors.ccxt.parse import ONE, STATUS
+from connectors.ccxt.parse import ONE, STATUS, updated_ms
 from connectors.ccxt.parse import in_base as _in_base
 from connectors.ccxt.parse import num as _num
 from connectors.ccxt.parse import seconds as _seconds
@@ -89,7 +93,7 @@ MAX_BUGS = 100  # distinct bugs inside ccxt logged with their traceback (then: c
 
 
 class CcxtExchange:
-    def __init__(self, config: CcxtConfig) -> None:
+    def __init__(self, config: CcxtConfig, *, now_s: Callable[[], float] = time.time) -> None:
         if config.venue not in VENUES:
             raise ConfigError(f"venue {config.venue!r}: one of {sorted(VENUES)}")
         if config.market not in ("spot", "linear"):
@@ -104,6 +108,8 @@ class CcxtExchange:
         self._sizes: dict[str, Decimal] = {}  # our symbol -> base per venue unit (contract)
         self._ours: dict[str, str] = {}  # ccxt symbol -> our symbol
         self._cids: dict[str, str] = {}  # exchange order id -> client id
+        # finds an order by client id, also past the venue's lookup window; remembers exchange ids
+        self._lookup = OrderLookup(self.venue, config.market, self._call, now_s)
         self._fees = FeeBook()
         self._pause_until = 0.0
         self._mode_checked = False  # the account's position mode was found one-way
@@ -379,14 +385,7 @@ class CcxtExchange:
 
     async def fetch_order(self, symbol: str, client_id: str) -> OrderReport:
         market = self._market(symbol)
-        order_id, params = self.venue.lookup(client_id)
-        order = await self._call(
-            f"fetch_order {client_id}",
-            "fetch_order",
-            order_id,
-            market["symbol"],
-            {**params, **self.venue.fetch_params},
-        )
+        order = await self._lookup.find(market["symbol"], client_id)
         report = self._report(order, symbol)
         if report.filled_qty > 0 and report.fee == 0:
             await self._learn_fees(symbol, market, report.exchange_id)
@@ -445,14 +444,7 @@ class CcxtExchange:
 
     async def _client_id_of(self, symbol: str, exchange_id: str) -> str:
         """A trade names its order by the venue's id; ask the venue for the client id once."""
-        market = self._market(symbol)
-        order = await self._call(
-            f"fetch_order #{exchange_id}",
-            "fetch_order",
-            exchange_id,
-            market["symbol"],
-            dict(self.venue.fetch_params),
-        )
+        order = await self._lookup.by_exchange_id(self._market(symbol)["symbol"], exchange_id)
         client_id = self.venue.our_id(str(order.get("clientOrderId") or ""))
         if client_id:
             self._cids[exchange_id] = client_id
@@ -548,6 +540,7 @@ class CcxtExchange:
         exchange_id = str(order.get("id") or "")
         if exchange_id and client_id:
             self._cids[exchange_id] = client_id
+            self._lookup.ids.note(self.venue.wire_id(client_id), exchange_id)
         for trade in order.get("trades") or ():
             if not trade.get("order"):  # ccxt leaves it None on trades inside an order
                 trade["order"] = exchange_id
@@ -586,12 +579,7 @@ class CcxtExchange:
             avg_price=_num(order.get("average")) if filled else ZERO,
             fee=fee,
             exchange_id=exchange_id,
-            ts_ms=int(
-                order.get("lastUpdateTimestamp")
-                or order.get("lastTradeTimestamp")  # gate puts its update time here
-                or order.get("timestamp")
-                or 0
-            ),
+            ts_ms=updated_ms(order),
             reason=reason,
             post_only=bool(order.get("postOnly")),
             reduce_only=bool(order.get("reduceOnly")),

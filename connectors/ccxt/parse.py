@@ -44,3 +44,13 @@ def seconds(value: Any) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def updated_ms(order: dict[str, Any]) -> int:
+    """When a ccxt order last changed (a fill, its end), in ms; 0 if it does not say."""
+    return int(
+        order.get("lastUpdateTimestamp")
+        or order.get("lastTradeTimestamp")  # gate puts its update time here
+        or order.get("timestamp")
+        or 0
+    )

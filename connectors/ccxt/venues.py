@@ -2,8 +2,9 @@
 
 Owns: what differs between binance, bitget, gate, okx and bybit for a grid market maker — the
 ccxt class, market-type options, the client-order-id parameter and its format limits, how
-post-only and reduce-only are asked for, which streams exist, batch limits, and the venue's
-error messages that ccxt maps too coarsely for money decisions. Must not: hold behaviour; a
+post-only and reduce-only are asked for, how long a finished order can be looked up by client id,
+which streams exist, batch limits, and the venue's error messages that ccxt maps too coarsely for
+money decisions. Must not: hold behaviour; a
 venue quirk that needs code is a bug to fix here as data first.
 """
 
@@ -14,6 +15,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mm import errors
+
+
+@dataclass(frozen=True)
+class LookupWindow:
+    """The venue finds a finished order by its client id for `seconds` after the order ended
+    only; after that by its exchange id, or in the venue's list of finished orders (ccxt's
+    `fetch_closed_orders`), paged by `page_param` ("page": pages counted from 1; "offset": rows
+    skipped) and bounded by finish time with the raw `since_param` (unix seconds) where that list
+    takes one."""
+
+    seconds: float
+    page_param: str
+    since_param: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,9 @@ class Venue:
     lookup_param: str | None = None
     fetch_params: dict[str, object] = field(default_factory=dict)  # extra params of fetch_order
     client_id_in_path: bool = False  # cancel/fetch name the order by client id in the URL path
+    # per market ("spot", "linear"): the venue looks a finished order up by client id for a while
+    # only (`LookupWindow`); a market not listed has no such limit
+    lookup_window: dict[str, LookupWindow] = field(default_factory=dict)
     # cancel/fetch also hand ccxt the client id as their `id` argument: bitget's fetch_order
     # sends the client id param but names `id` in its OrderNotFound message, and None there
     # raises TypeError instead (an unknown order would read as an outage)
@@ -184,6 +201,16 @@ VENUES: dict[str, Venue] = {
         client_id_prefix="t-",
         ccxt_adds_prefix=True,
         client_id_in_path=True,  # /orders/{order_id} accepts the text (t-...) as the id
+        # ...but "when the order is finished, it can be checked within 1 hour [spot] / 60 seconds
+        # [futures] after the end of the order. After that, only order ID is accepted" (API v4,
+        # GET /spot/orders/{order_id}, GET /futures/{settle}/orders/{order_id}). Finished orders
+        # are listed by GET /spot/orders?status=finished (page, limit; from/to by finish time)
+        # and GET /futures/{settle}/orders?status=finished (offset, limit; no time range: ccxt's
+        # time-range variant filters by creation time, which would drop an order that rested long)
+        lookup_window={
+            "spot": LookupWindow(3600, "page", since_param="from"),
+            "linear": LookupWindow(60, "offset"),
+        },
         post_only_param={"timeInForce": "PO"},
         post_only_cancel=("finish_as", "poc"),  # spot; futures refuse it (ORDER_POC_IMMEDIATE)
         stream_login=None,

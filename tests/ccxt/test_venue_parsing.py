@@ -156,14 +156,21 @@ def symbol_of(market: str) -> str:
 
 
 async def connect(
-    venue: str, market: str, *, signed: bool = False, ws_base: str | None = None
+    venue: str,
+    market: str,
+    *,
+    signed: bool = False,
+    ws_base: str | None = None,
+    now_s: float | None = None,
 ) -> tuple[CcxtExchange, Replay]:
     """A `CcxtExchange` whose venue is `Replay` over the fixtures, its market loaded the real way
     (ccxt's fetch_markets on the documented instrument payloads, then our load_markets). Its
-    sockets go to `ws_base` (a `tests/ccxt/ws_stub.py` server) or nowhere."""
+    sockets go to `ws_base` (a `tests/ccxt/ws_stub.py` server) or nowhere; its wall clock stands
+    at `now_s` if given."""
     urls = {**LOOPBACK, "ws_base": ws_base} if ws_base else LOOPBACK
     config = CcxtConfig(venue=venue, market=market, **urls, **(CREDENTIALS if signed else {}))
-    exchange = quiet(CcxtExchange(config))
+    clock = {} if now_s is None else {"now_s": lambda: now_s}
+    exchange = quiet(CcxtExchange(config, **clock))
     replay = Replay(exchange, venue)
     replay.routes.update(fixture_of(venue, "markets")["responses"])
     replay.routes.update(fixture_of(venue, "orders").get("account", {}))
