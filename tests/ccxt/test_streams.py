@@ -309,7 +309,11 @@ def test_the_binance_price_stream_is_the_full_ticker_with_bid_and_ask(market: st
                 exchange = binance_client(port, market, credentials=False)
                 try:
                     async with reading(exchange.stream_prices([symbol_of(market)])) as first:
-                        await eventually(lambda: emu._markets != [], TIMEOUT_S, "a subscription")
+                        await eventually(  # the socket first, then what it subscribes to
+                            lambda: any(streams for _ws, streams, _q in emu._markets),
+                            TIMEOUT_S,
+                            "a subscription",
+                        )
                         assert not first.done(), first.exception()
                         assert [streams for _ws, streams, _q in emu._markets] == [
                             {"btcusdt@ticker"}
