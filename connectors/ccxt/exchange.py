@@ -43,6 +43,7 @@ from typing import Any
 
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
+from connectors.ccxt import position_mode
 from connectors.ccxt.config import CcxtConfig, new_client
 from connectors.ccxt.config import override_urls as override_urls  # their old home, still used
 from connectors.ccxt.config import urls_in as urls_in  # by tests/test_network_guard.py
@@ -112,7 +113,8 @@ class CcxtExchange:
         self._lookup = OrderLookup(self.venue, config.market, self._call, now_s)
         self._fees = FeeBook()
         self._pause_until = 0.0
-        self._mode_checked = False  # the account's position mode was found one-way
+        # found one-way: the account (`position_mode.ACCOUNT`) or, per symbol, ccxt symbols
+        self._mode_checked: set[str] = set()
         self._orders = OrderFeed(
             prepare=self._ensure_markets,
             login=self._login,
@@ -198,28 +200,33 @@ class CcxtExchange:
             out[symbol] = self._rules_of[symbol] = self._rules(symbol, market)
         if unknown:
             raise ConfigError(f"{self.name} does not list {unknown}")
-        if out and not self._mode_checked:
-            await self._check_position_mode(self._markets[next(iter(out))]["symbol"])
+        await self._check_position_mode([self._markets[symbol]["symbol"] for symbol in out])
         return out
 
-    async def _check_position_mode(self, unified: str) -> None:
+    async def _check_position_mode(self, unified: list[str]) -> None:
         """Perpetuals: the grid reasons about one net position per symbol (`Venue.position_mode`),
-        so an account in hedge mode is refused (`ConfigError`: halt) where ccxt can read the
-        mode (`has['fetchPositionMode']`); where it cannot, or without credentials, nothing is
-        asked. The mode is account-wide on these venues: asked once."""
+        so an account in hedge mode is refused (`ConfigError`: halt). The mode is read by ccxt
+        where it can, else from the venue's documented endpoint (`position_mode.py`); without
+        credentials nothing is asked. Asked once per account, or per symbol where the venue sets
+        it per symbol (bybit); a one-way answer is remembered, a hedged one asked again."""
         if self.config.market != "linear" or not self.config.api_key:
             return
-        if not self.client.has.get("fetchPositionMode"):
-            return
-        mode = await self._call(
-            "position mode", "fetch_position_mode", unified, after_subscriptions=False
-        )
-        if mode.get("hedged") and self.venue.position_mode == "one-way":
-            raise ConfigError(
-                f"{self.name}: the account is in hedge (dual-side) position mode; the grid needs "
-                f"one-way (net) mode: switch it at the venue, then start again"
+        has_fetch = bool(self.client.has.get("fetchPositionMode"))
+        for key in position_mode.keys(self.venue, has_fetch, unified):
+            if key in self._mode_checked:
+                continue
+            market = self.client.market(key or unified[0])
+            hedged = await position_mode.hedged(
+                self._call, self.venue, self.name, has_fetch, market
             )
-        self._mode_checked = True
+            if hedged and self.venue.position_mode == "one-way":
+                raise ConfigError(
+                    f"{self.name}: the account is in hedge (dual-side) position mode"
+                    f"{f' on {key}' if key else ''}; the grid needs one-way (net) mode: switch "
+                    f"it at the venue, then start again"
+                )
+            if hedged is not None:
+                self._mode_checked.add(key)
 
     def _find(self, markets: dict[str, Any], symbol: str) -> dict[str, Any] | None:
         """Our `BTCUSDT` is the spot market whose base+quote spell it; `BTCUSDT-PERP` the

@@ -3,7 +3,8 @@
 Owns: what differs between binance, bitget, gate, okx and bybit for a grid market maker — the
 ccxt class, market-type options, the client-order-id parameter and its format limits, how
 post-only and reduce-only are asked for, how long a finished order can be looked up by client id,
-which streams exist, batch limits, and the venue's error messages that ccxt maps too coarsely for
+how the account's position mode is read where ccxt cannot read it, which streams exist, batch
+limits, and the venue's error messages that ccxt maps too coarsely for
 money decisions. Must not: hold behaviour; a
 venue quirk that needs code is a bug to fix here as data first.
 """
@@ -28,6 +29,24 @@ class LookupWindow:
     seconds: float
     page_param: str
     since_param: str | None = None
+
+
+@dataclass(frozen=True)
+class PositionModeQuery:
+    """How the account's perpetual position mode is read where ccxt has no `fetch_position_mode`:
+    ccxt's implicit API `method` called with `params` (each value formatted with the ccxt market,
+    so "{id}" is the venue's symbol and "{settleId}" its settle coin), the answer's record found
+    at `path` (keys, or an index into a list), and its `field`, which the venue documents to hold
+    one of `one_way` or one of `hedged`. `per_symbol`: the venue sets the mode per symbol, so
+    each symbol is asked (else once per account)."""
+
+    method: str
+    params: dict[str, str]
+    path: tuple[str | int, ...]
+    field: str
+    one_way: tuple[object, ...]
+    hedged: tuple[object, ...]
+    per_symbol: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,8 @@ class Venue:
     # have crossed: venues that accept it first report it CANCELED, which it is not for us
     post_only_cancel: tuple[str, str] | None = None
     position_mode: str = "one-way"  # the grid assumes one-way (net) positions
+    # how to read the perpetual account's mode where ccxt cannot (has['fetchPositionMode'])
+    position_mode_query: PositionModeQuery | None = None
     streams: frozenset[str] = frozenset({"prices", "orders", "klines", "account"})
     # How the order stream logs in, done on its own before it subscribes so that every later
     # call of the client waits for it (an order placed after `stream_orders` is streamed).
@@ -187,6 +208,20 @@ VENUES: dict[str, Venue] = {
         private_ws=("private",),
         private_ws_unified=("utaPrivate",),
         batch_limit=50,
+        # GET /api/v2/mix/account/account (Get Single Account): data.posMode, set per product
+        # type (POST /api/v2/mix/account/set-position-mode), so asked once
+        position_mode_query=PositionModeQuery(
+            method="privateMixGetV2MixAccountAccount",
+            params={
+                "symbol": "{id}",
+                "productType": "{settleId}-FUTURES",
+                "marginCoin": "{settleId}",
+            },
+            path=("data",),
+            field="posMode",
+            one_way=("one_way_mode",),
+            hedged=("hedge_mode",),
+        ),
         message_errors=(
             ("Duplicate clientOid", errors.DuplicateOrder),
             ("clientOrderId duplicate", errors.DuplicateOrder),  # spot 43118
@@ -219,6 +254,15 @@ VENUES: dict[str, Venue] = {
         # which takes a contract and a time range only
         trades_order_param={"spot": "order_id", "linear": None},
         batch_limit=10,
+        # GET /futures/{settle}/accounts (Get futures account): in_dual_mode, per settle account
+        position_mode_query=PositionModeQuery(
+            method="privateFuturesGetSettleAccounts",
+            params={"settle": "{settleId}"},
+            path=(),
+            field="in_dual_mode",
+            one_way=(False,),
+            hedged=(True,),
+        ),
         message_errors=(("DUPLICATE", errors.DuplicateOrder),),
     ),
     "okx": Venue(
@@ -247,6 +291,18 @@ VENUES: dict[str, Venue] = {
         stream_login="url",
         private_ws=("private", "contract"),  # ccxt's choice for USDT linear and spot alike
         batch_limit=10,
+        # GET /v5/position/list with a symbol answers its position(s) even when flat: one with
+        # positionIdx 0 in one-way mode, two (1 buy side, 2 sell side) in hedge mode. The mode is
+        # set per symbol (POST /v5/position/switch-mode: symbol > coin > default), so each is asked
+        position_mode_query=PositionModeQuery(
+            method="privateGetV5PositionList",
+            params={"category": "linear", "symbol": "{id}"},
+            path=("result", "list", 0),
+            field="positionIdx",
+            one_way=(0,),
+            hedged=(1, 2),
+            per_symbol=True,
+        ),
         message_errors=(
             ("OrderLinkedID is duplicate", errors.DuplicateOrder),  # v5 110072
             ("Duplicate clientOrderId", errors.DuplicateOrder),  # spot 170141

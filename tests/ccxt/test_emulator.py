@@ -954,7 +954,7 @@ def test_load_markets_accepts_a_one_way_account_and_spot_never_asks(
                     symbol = "BTCUSDT-PERP" if market == "linear" else SPOT
                     rules = await exchange.load_markets([symbol])
                     assert list(rules) == [symbol]
-                    assert exchange._mode_checked is (market == "linear")
+                    assert bool(exchange._mode_checked) is (market == "linear")
                 finally:
                     await exchange.close()
         finally:

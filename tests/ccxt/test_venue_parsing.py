@@ -162,11 +162,13 @@ async def connect(
     signed: bool = False,
     ws_base: str | None = None,
     now_s: float | None = None,
+    routes: dict[str, Any] | None = None,
 ) -> tuple[CcxtExchange, Replay]:
     """A `CcxtExchange` whose venue is `Replay` over the fixtures, its market loaded the real way
     (ccxt's fetch_markets on the documented instrument payloads, then our load_markets). Its
     sockets go to `ws_base` (a `tests/ccxt/ws_stub.py` server) or nowhere; its wall clock stands
-    at `now_s` if given."""
+    at `now_s` if given. The account is in one-way position mode (`{venue}_position_mode.json`)
+    unless `routes` (answers over the fixtures') say otherwise."""
     urls = {**LOOPBACK, "ws_base": ws_base} if ws_base else LOOPBACK
     config = CcxtConfig(venue=venue, market=market, **urls, **(CREDENTIALS if signed else {}))
     clock = {} if now_s is None else {"now_s": lambda: now_s}
@@ -174,6 +176,10 @@ async def connect(
     replay = Replay(exchange, venue)
     replay.routes.update(fixture_of(venue, "markets")["responses"])
     replay.routes.update(fixture_of(venue, "orders").get("account", {}))
+    if (FIXTURES / f"{venue}_position_mode.json").exists():
+        mode = fixture_of(venue, "position_mode")
+        replay.routes[mode["route"]] = mode["one_way"]
+    replay.routes.update(routes or {})
     if venue == "bitget":
         # a classic account: with credentials ccxt probes GET /api/v3/account/settings and, if
         # that answers, switches every call to the v3 (unified account) API
