@@ -707,6 +707,9 @@ class CcxtExchange:
         if venue.stream_login is None:
             return
         if venue.stream_login == "params":
+            cache = client.options.get(venue.login_cache.get(self.config.market, ""))
+            if isinstance(cache, dict):  # asked again: a cached listen key may be dead
+                cache["lastAuthenticatedTime"] = 0
             await self._watch("orders", "authenticate", {})
             return
         path = venue.private_ws_unified if client.options.get("uta") else venue.private_ws

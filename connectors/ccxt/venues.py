@@ -93,6 +93,11 @@ class Venue:
     # where `ws` is the private socket: `private_ws`, a key path under ccxt's urls["api"]["ws"]
     # (`private_ws_unified` on a unified account, which ccxt marks with options["uta"]).
     stream_login: str | None = "params"
+    # per market: the ccxt `options` entry caching the stream's login (binance USD-M: the
+    # listen key, reused by ccxt until its refresh time, 20 min). Its `lastAuthenticatedTime` is
+    # reset before each login so the venue is asked again: else a reconnect after the key died
+    # (the API key revoked, the listen key expired) reuses it, is refused, and loops forever
+    login_cache: dict[str, str] = field(default_factory=dict)
     private_ws: tuple[str, ...] = ()
     private_ws_unified: tuple[str, ...] = ()
     # extra params of the price stream's `watch_tickers` (sent along in the subscription)
@@ -175,6 +180,9 @@ VENUES: dict[str, Venue] = {
         # the full 24h ticker stream (`<symbol>@ticker`): ccxt's default `@miniTicker` carries
         # no best bid/ask
         ticker_params={"name": "ticker"},
+        # POST /fapi/v1/listenKey returns the active key, extended, or a new one; a revoked API
+        # key gets -2015 (spot logs in by signature on the WebSocket API each time)
+        login_cache={"linear": "linear"},
         batch_limit=5,  # futures batchOrders; spot places one by one
         ws_trade_id="t",  # executionReport / ORDER_TRADE_UPDATE "t" (-1: no trade)
         ws_trade_fee="n",  # that trade's commission (ccxt's order "fee" is a running total)

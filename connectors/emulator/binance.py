@@ -597,12 +597,16 @@ class BinanceEmulator(StreamsMixin):
         return await self._answer(request, handle)
 
     async def _listen_key(self, request: Request) -> Response:
-        """USD-M user data stream key: API key only (no signature), as Binance does."""
+        """USD-M user data stream key: API key only (no signature), as Binance does. POST answers
+        the account's active key while there is one ("if there is an active listenKey, it will
+        be returned and its validity extended"), a new one otherwise; a revoked API key gets
+        -2015 (401)."""
 
         async def handle() -> Any:
             self._check_key(request.headers.get("X-MBX-APIKEY"))
             if request.method == "POST":
-                self._listen_keys.add(key := uuid.uuid4().hex + uuid.uuid4().hex)
+                key = next(iter(self._listen_keys), None) or uuid.uuid4().hex + uuid.uuid4().hex
+                self._listen_keys.add(key)
                 return {"listenKey": key}
             return {}
 

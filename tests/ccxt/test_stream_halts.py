@@ -4,6 +4,9 @@ The emulator revokes the API key while the user-data stream is open: it closes t
 answers the next login with -2015. The connector must raise `AuthenticationError` from the
 stream, so a driver stops instead of resubscribing forever: `SymbolRunner.run` ends with it,
 `ConnectorService` stops its streams with an error log and says why in `halted`.
+On USD-M (`linear`) the login is a listen key that ccxt caches for 20 minutes: the connector
+has it asked for again at each login, so the reconnect is refused (-2015) instead of dialling
+the dead key forever.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal as D
 from typing import Any
+
+import pytest
 
 from connectors.ccxt.exchange import CcxtExchange
 from connectors.emulator.binance import BinanceEmulator
@@ -45,13 +50,15 @@ async def ending(stream: AsyncIterator[Any]) -> Exception:
 
 
 @contextlib.asynccontextmanager
-async def on_emulator() -> AsyncIterator[tuple[BinanceEmulator, CcxtExchange, SimulatedExchange]]:
+async def on_emulator(
+    market: str = "spot",
+) -> AsyncIterator[tuple[BinanceEmulator, CcxtExchange, SimulatedExchange]]:
     sim = venue()
     try:
         async with emulator(sim) as (emu, port):
-            exchange = binance_client(port, order_stale_after_s=5.0)
+            exchange = binance_client(port, market, order_stale_after_s=5.0)
             try:
-                await exchange.load_markets(["BTCUSDT"])
+                await exchange.load_markets([symbol_of(market)])
                 yield emu, exchange, sim
             finally:
                 await exchange.close()
@@ -59,14 +66,28 @@ async def on_emulator() -> AsyncIterator[tuple[BinanceEmulator, CcxtExchange, Si
         await sim.close()
 
 
-def test_a_revoked_key_ends_the_order_stream_with_authentication_error() -> None:
+def symbol_of(market: str) -> str:
+    return "BTCUSDT" if market == "spot" else "BTCUSDT-PERP"
+
+
+def user_sockets(emu: BinanceEmulator, market: str) -> list[Any]:
+    """The emulator's open user-data sockets: spot's WebSocket API, USD-M's listen-key sockets."""
+    return emu._users if market == "spot" else emu._futures_users
+
+
+@pytest.mark.parametrize("market", ["spot", "linear"])
+def test_a_revoked_key_ends_the_order_stream_with_authentication_error(market: str) -> None:
+    """On USD-M ccxt keeps the listen key it was given and reconnects with it: the dead key must
+    not make it reconnect forever, the refused key must end the stream."""
+
     async def scenario() -> list[Exception]:
-        async with on_emulator() as (emu, exchange, _):
+        async with on_emulator(market) as (emu, exchange, _):
             ends: list[Exception] = []
             for _ in range(3):  # the socket closing, then the refused login
-                reader = asyncio.create_task(ending(exchange.stream_orders(["BTCUSDT"])))
+                reader = asyncio.create_task(ending(exchange.stream_orders([symbol_of(market)])))
                 if not ends:
-                    await eventually(lambda: emu._users != [], TIMEOUT_S, "the user stream")
+                    opened = lambda: user_sockets(emu, market) != []  # noqa: E731
+                    await eventually(opened, TIMEOUT_S, "the user stream")
                     emu.revoke_key()
                 ends.append(await asyncio.wait_for(reader, TIMEOUT_S))
                 if not isinstance(ends[-1], StreamDisconnected):
@@ -79,17 +100,22 @@ def test_a_revoked_key_ends_the_order_stream_with_authentication_error() -> None
     assert "Invalid API-key" in str(ends[-1])
 
 
-def test_a_revoked_key_stops_the_symbol_runner_instead_of_reconnecting_forever(tmp_path) -> None:
+@pytest.mark.parametrize("market", ["spot", "linear"])
+def test_a_revoked_key_stops_the_symbol_runner_instead_of_reconnecting_forever(
+    tmp_path, market: str
+) -> None:
     async def scenario() -> tuple[BaseException | None, int]:
-        async with on_emulator() as (emu, exchange, _):
+        async with on_emulator(market) as (emu, exchange, _):
             clock = SystemClock()
             journal = Journal(tmp_path / "revoked.db")
-            engine = SymbolEngine(EngineConfig("BTCUSDT", grid()), exchange, journal, clock)
+            config = EngineConfig(symbol_of(market), grid())
+            engine = SymbolEngine(config, exchange, journal, clock)
             runner = SymbolRunner(engine, exchange, clock, backoff_s=(0.01, 0.05))
             stop = asyncio.Event()
             task = asyncio.create_task(runner.run(stop))
             try:
-                await eventually(lambda: emu._users != [], TIMEOUT_S, "the user stream")
+                opened = lambda: user_sockets(emu, market) != []  # noqa: E731
+                await eventually(opened, TIMEOUT_S, "the user stream")
                 emu.revoke_key()
                 await asyncio.wait({task}, timeout=TIMEOUT_S)
                 assert task.done(), "the runner is still resubscribing"
