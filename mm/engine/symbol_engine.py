@@ -297,6 +297,9 @@ class SymbolEngine:
         if self.pm.totals is not self._journaled[1]:
             meta["totals"] = totals_to_text(self.pm.totals)
         if changes or meta:
+            # a closed round trip is reported to the risk engine from the journal: once counted
+            # there it must not be lost and found again (counted twice), so it is on disk first
+            durable = durable or any(f.closed_round_trip for f in changes.fills)
             self.journal.commit(self.symbol, changes, meta, durable=durable)
             self.pm.clear_changes()
             self._meta_pending = {}

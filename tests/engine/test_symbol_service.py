@@ -390,3 +390,50 @@ def test_the_quiet_box_covers_ticks_that_decide_nothing_and_changes_are_told(h):
         assert told[3] is None and h.service.quiet_box() is None
 
     run(scenario())
+
+
+def test_a_round_trip_reported_to_risk_is_not_reported_again_after_a_power_cut(tmp_path):
+    """A round trip the risk engine has counted (its losing streak is persisted) must not come
+    back after a power cut: the fill it was read from has to be on disk before it is reported.
+    Emulated as in test_recovery_regressions: the journal files are copied at each durable
+    commit and the last copy restored after the close's fill, then the symbol restarts."""
+    h = Harness(tmp_path)
+    path = tmp_path / "journal.db"
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    commit = h.journal.commit
+
+    def spy(symbol, changes, meta=None, *, durable=True):
+        commit(symbol, changes, meta, durable=durable)
+        if durable:  # on disk: a power cut keeps at least this
+            for suffix in ("", "-wal"):
+                (saved / f"journal.db{suffix}").write_bytes(
+                    path.with_name(f"journal.db{suffix}").read_bytes()
+                )
+
+    h.journal.commit = spy
+
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")  # three buys
+        await h.move("9900")  # level -1 fills; its close rests at 10000
+        assert h.service.exposure_report().closed_pnls == ()
+        h.service.confirm_report()
+        h.service.engine.paused = True  # nothing to decide after the close fills
+        await h.move("10000")  # the close fills: one round trip
+        report = h.service.exposure_report()
+        assert len(report.closed_pnls) == 1
+        h.service.confirm_report()  # the risk engine has counted it
+        h.journal.close()
+        for suffix in ("", "-wal"):  # the cut
+            path.with_name(f"journal.db{suffix}").write_bytes(
+                (saved / f"journal.db{suffix}").read_bytes()
+            )
+        path.with_name("journal.db-shm").unlink(missing_ok=True)
+        journal = Journal(path)
+        again = SymbolService(EngineConfig(SYMBOL, grid()), h.sim, journal, h.clock)
+        await again.start()  # recovery finds the close's fill on the venue
+        assert again.engine.pm.totals.realized_pnl == h.service.engine.pm.totals.realized_pnl
+        assert again.exposure_report().closed_pnls == ()  # counted once already
+
+    run(scenario())
