@@ -1,5 +1,6 @@
 """SymbolService driven by hand-built deliveries over a real SimulatedExchange and journal."""
 
+import asyncio
 import time
 from decimal import Decimal as D
 
@@ -437,3 +438,29 @@ def test_a_round_trip_reported_to_risk_is_not_reported_again_after_a_power_cut(t
         assert again.exposure_report().closed_pnls == ()  # counted once already
 
     run(scenario())
+
+
+def test_the_periodic_reconcile_tells_its_changes(h):
+    """A fill the stream missed, found by the periodic reconcile, changes what the next tick
+    decides (the close): the box held by the connector must be replaced at once."""
+    told = []
+
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        assert h.service.quiet_box() is not None
+        h.sim.force_fill(SYMBOL, h.venue_order(-1).client_id, D("0.01"))  # never delivered
+        reached = asyncio.Event()
+
+        def on_change():
+            told.append(h.service.quiet_box())
+            reached.set()
+
+        h.service.on_change = on_change
+        task = asyncio.create_task(h.service.run_periodic())
+        await asyncio.wait_for(reached.wait(), 5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    run(scenario())
+    assert h.journal.fills(SYMBOL) != [] and told[0] is None
