@@ -615,3 +615,30 @@ def test_the_receivers_box_comes_with_its_ack_and_later_pushes_replace_it(socket
         await server.close()
 
     run(scenario())
+
+
+def test_a_box_read_after_the_channel_was_replaced_is_ignored():
+    """Frames already buffered on a channel that a newer connection replaced come from the old
+    receiver: its box would be applied to the mailbox the new one now answers for."""
+
+    class Writer:
+        def write(self, data):
+            pass
+
+        def close(self):
+            pass
+
+    async def scenario():
+        heard = []
+        reader = asyncio.StreamReader()
+        channel = local_channel.LocalChannel(
+            BTC, reader, Writer(), on_gate=lambda s, b: heard.append(b)
+        )
+        box = QuietBox(D("99"), D("101"), None, ANY, 2**62)
+        reader.feed_data(local_channel.frame(local_channel.GATE, box_text(box)))
+        reader.feed_eof()
+        channel.close()  # replaced before its buffered frames were read
+        await channel.read_loop()
+        assert heard == [None]  # forgotten at close; the old receiver's box is not applied
+
+    run(scenario())
