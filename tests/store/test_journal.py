@@ -151,3 +151,17 @@ def test_wal_room_is_made_once_at_open_and_leaves_no_trace(tmp_path):
     assert journal.order(live.client_id) == live
     journal.close()
     assert Journal(path, wal_room_bytes=1_000_000).order(live.client_id) == live
+
+
+def test_wal_room_left_by_a_start_that_died_midway_is_dropped_at_the_next_open(tmp_path):
+    """A process killed between writing the row of zeros and dropping it leaves the row and a
+    grown log behind; the next open sees the log already grown and must still drop the row."""
+    path = tmp_path / "j.db"
+    crashed = Journal(path)  # never closed: its log stays as a killed process leaves it
+    with crashed.db.atomic():
+        crashed.db.conn.execute(
+            "INSERT OR REPLACE INTO meta (symbol, key, value) VALUES ('', 'wal_room', "
+            "zeroblob(1000000))"
+        )
+    journal = Journal(path, wal_room_bytes=1_000_000)
+    assert journal.db.execute("SELECT count(*) FROM meta").fetchone()[0] == 0
