@@ -99,6 +99,7 @@ class Connector:
         self._metrics_task = loop.create_task(self._export_metrics())
         self.node_id = ray.get_runtime_context().get_node_id()
         self.local: LocalChannelServer | None = None
+        self._by_ray: set[str] = set()  # symbols with a delivery under way by actor call
         self._local_ready = loop.create_task(self._start_local()) if c.local_channel else None
 
     async def _start_local(self) -> None:
@@ -118,7 +119,7 @@ class Connector:
     def _gate(self, symbol: str, box: QuietBox | None) -> None:
         """A symbol's quiet box (over its local channel): its mailbox holds such ticks back."""
         mailbox = self.service.router.mailbox(symbol)
-        if mailbox is not None:
+        if mailbox is not None and symbol not in self._by_ray:
             mailbox.set_gate(box)
 
     async def local_channel(self) -> dict[str, str] | None:
@@ -152,12 +153,15 @@ class Connector:
             if channel is not None:  # the actor shares this node and is connected
                 await channel.send(delivery)  # applied when it returns; raises if not sure
                 return
+            self._by_ray.add(symbol)  # a box pushed meanwhile predates this delivery
             try:
                 await current["handle"].deliver.remote(delivery)
             except RayActorError:  # a replaced actor has the same name: look it up again
                 with contextlib.suppress(ValueError):
                     current["handle"] = ray.get_actor(name, namespace=self.namespace)
                 raise  # the mailbox retries (with resync)
+            finally:
+                self._by_ray.discard(symbol)
 
         return self.service.add_route(symbol, sink)
 

@@ -64,8 +64,10 @@ def widest_box(
     cell. Then the box's lowest and highest cells are checked together, which by monotonicity
     covers every point between them; if that fails after a walk, the own cells are tried. A
     point on a threshold is kept by a bound one step of the Decimal context beyond it
-    (`next_minus`/`next_plus`): no price of up to 28 significant digits lies in between. None
-    when the listed thresholds do not surround the point, or nothing qualifies.
+    (`next_minus`/`next_plus`): no venue price (a handful of significant digits; not ones near
+    the 28 of the Decimal context, whose rounding in the key's own divisions could differ) lies
+    in between. None when the listed thresholds do not surround the point, or nothing
+    qualifies.
     """
     here = list(point)
     want = key(here)
