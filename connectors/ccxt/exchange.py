@@ -49,7 +49,7 @@ from connectors.ccxt.config import override_urls as override_urls  # their old h
 from connectors.ccxt.config import urls_in as urls_in  # by tests/test_network_guard.py
 from connectors.ccxt.errors import is_bug, to_mm
 from connectors.ccxt.fees import FeeBook, in_quote
-from connectors.ccxt.lookup import OrderLookup
+from connectors.ccxt.lookup import OrderLookup, Recent
 from connectors.ccxt.order_feed import OrderFeed
 from connectors.ccxt.parse import ONE, STATUS, updated_ms
 from connectors.ccxt.parse import in_base as _in_base
@@ -108,7 +108,7 @@ class CcxtExchange:
         self._rules_of: dict[str, MarketRules] = {}
         self._sizes: dict[str, Decimal] = {}  # our symbol -> base per venue unit (contract)
         self._ours: dict[str, str] = {}  # ccxt symbol -> our symbol
-        self._cids: dict[str, str] = {}  # exchange order id -> client id
+        self._cids = Recent()  # exchange order id -> client id, the most recent 100,000
         # finds an order by client id, also past the venue's lookup window; remembers exchange ids
         self._lookup = OrderLookup(self.venue, config.market, self._call, now_s)
         self._fees = FeeBook()
@@ -454,7 +454,7 @@ class CcxtExchange:
         order = await self._lookup.by_exchange_id(self._market(symbol)["symbol"], exchange_id)
         client_id = self.venue.our_id(str(order.get("clientOrderId") or ""))
         if client_id:
-            self._cids[exchange_id] = client_id
+            self._cids.note(exchange_id, client_id)
         return client_id
 
     async def fetch_balances(self) -> dict[str, Balance]:
@@ -546,7 +546,7 @@ class CcxtExchange:
         client_id = echoed or (request.client_id if request else "")
         exchange_id = str(order.get("id") or "")
         if exchange_id and client_id:
-            self._cids[exchange_id] = client_id
+            self._cids.note(exchange_id, client_id)
             self._lookup.ids.note(self.venue.wire_id(client_id), exchange_id)
         for trade in order.get("trades") or ():
             if not trade.get("order"):  # ccxt leaves it None on trades inside an order

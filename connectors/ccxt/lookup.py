@@ -32,30 +32,35 @@ MAX_PAGES = 3
 Call = Callable[..., Awaitable[Any]]  # CcxtExchange._call(what, method, *args)
 
 
-class ExchangeIds:
-    """Client id (as the venue stores it) -> exchange order id, the most recent `size` seen."""
+class Recent:
+    """A string -> string map of the most recent `size` entries noted (bounded memory for a
+    process that runs for months)."""
 
     def __init__(self, size: int = ID_MEMORY) -> None:
         self._ids: OrderedDict[str, str] = OrderedDict()
         self._size = size
 
-    def note(self, wire_id: str, exchange_id: str) -> None:
-        if not wire_id or not exchange_id:
+    def note(self, key: str, value: str) -> None:
+        if not key or not value:
             return
-        self._ids[wire_id] = exchange_id
-        self._ids.move_to_end(wire_id)
+        self._ids[key] = value
+        self._ids.move_to_end(key)
         if len(self._ids) > self._size:
             self._ids.popitem(last=False)
+
+    def get(self, key: str) -> str | None:
+        return self._ids.get(key)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+class ExchangeIds(Recent):
+    """Client id (as the venue stores it) -> exchange order id, the most recent `size` seen."""
 
     def note_order(self, order: dict[str, Any]) -> None:
         """A ccxt order structure (its `clientOrderId` is the id as the venue stores it)."""
         self.note(str(order.get("clientOrderId") or ""), str(order.get("id") or ""))
-
-    def get(self, wire_id: str) -> str | None:
-        return self._ids.get(wire_id)
-
-    def __len__(self) -> int:
-        return len(self._ids)
 
 
 class OrderLookup:
