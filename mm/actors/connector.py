@@ -168,10 +168,12 @@ class Connector:
     async def remove_route(self, symbol: str) -> bool:
         return await self.service.remove_route(symbol)
 
-    async def ensure_routes(self, symbols: list[str]) -> list[str]:
-        """Make the routes exactly `symbols` (after a restart of either side); returns changes."""
+    async def ensure_routes(self, symbols: list[str], keep: Sequence[str] = ()) -> list[str]:
+        """Make the routes exactly `symbols` (after a restart of either side), leaving those in
+        `keep` as they are (symbols being drained keep their updates until their removal
+        unroutes them); returns changes."""
         changed = []
-        for symbol in set(self.service.router.symbols) - set(symbols):
+        for symbol in set(self.service.router.symbols) - set(symbols) - set(keep):
             await self.remove_route(symbol)
             changed.append(f"-{symbol}")
         for symbol in symbols:
@@ -249,8 +251,9 @@ class ConnectorExchange:
             try:
                 return await link.call(method, *args)
             except ChannelClosed as e:
-                if e.sent:  # written, never answered: it may have run
+                if e.sent and changes_state:  # written, never answered: it may have run
                     raise lost(f"local channel dropped: {e}", changes_state) from None
+                # not written, or a read (asking again is harmless): by actor call
             except MMError:
                 raise
             except Exception as e:  # not one of ours: unknown outcome, as over Ray

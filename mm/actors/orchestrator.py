@@ -117,8 +117,10 @@ class Orchestrator:
         return handle
 
     async def _route(self) -> None:
-        active = [e.symbol for e in self.registry.entries() if e.state == ACTIVE]
-        await call(self.connector.ensure_routes.remote(active), timeout_s=CALL_TIMEOUT_S)
+        entries = self.registry.entries()
+        active = [e.symbol for e in entries if e.state == ACTIVE]
+        draining = [e.symbol for e in entries if e.state == REMOVING]  # unrouted when removed
+        await call(self.connector.ensure_routes.remote(active, draining), timeout_s=CALL_TIMEOUT_S)
 
     async def _supervise(self) -> None:
         await asyncio.shield(self._booted)
