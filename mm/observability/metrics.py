@@ -112,6 +112,7 @@ class StatusCollector(Collector):
             ("ticks_in", "mm_ticks_received", "Ticks received from the exchange"),
             ("ticks_delivered", "mm_ticks_delivered", "Ticks delivered to symbol actors"),
             ("ticks_conflated", "mm_ticks_conflated", "Ticks replaced by a newer one"),
+            ("ticks_held", "mm_ticks_held", "Ticks that did not wake their symbol (quiet)"),
             ("reconnects", "mm_stream_reconnects", "Stream reconnects"),
         )
         for key, name, doc in pairs:

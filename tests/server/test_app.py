@@ -259,6 +259,7 @@ SNAPSHOT = {  # the shape the orchestrator's status() assembles
         "unrouted": 0,
         "ticks_delivered": 60,
         "ticks_conflated": 40,
+        "ticks_held": 30,
         "symbols": {},
         "exchange": "simulated",
         "reconnects": 2,
@@ -340,6 +341,7 @@ def test_metrics_carry_risk_and_connector_gauges():
     assert value(samples, "mm_ticks_received_total") == 100
     assert value(samples, "mm_ticks_delivered_total") == 60
     assert value(samples, "mm_ticks_conflated_total") == 40
+    assert value(samples, "mm_ticks_held_total") == 30
     assert value(samples, "mm_stream_reconnects_total") == 2
     assert value(samples, "mm_stream_last_message_age_seconds") == 0.5
 
