@@ -64,6 +64,7 @@ def make_venue(exchange: ExchangeSettings, data_dir: Path) -> Exchange:
             volatility=sim.volatility,
             seed=sim.seed,
             tick_interval_ms=sim.tick_interval_ms,
+            spread_feeds=sim.spread_feeds,
             persist_path=persist,
             persist_every_ms=sim.persist_every_ms,
         ),

@@ -41,6 +41,10 @@ PASSPHRASE_VENUES = ("okx", "bitget")  # venues whose API keys come with a passp
 
 class SimulatedVenue(SimulatedConfig):
     tick_interval_ms: int = Field(250, ge=1, le=60_000, description="Live feed: ms per price.")
+    spread_feeds: bool = Field(
+        True,
+        description="Markets move at their own offsets within an interval (False: all at once).",
+    )
     volatility: float = Field(0.0005, ge=0, le=0.5, description="Std of log return per candle.")
     seed: int = Field(0, description="Seed of the price walks.")
     persist: bool = Field(

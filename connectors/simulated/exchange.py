@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -56,6 +56,7 @@ from mm.errors import (
 from mm.ports import Clock, HealthReport
 
 PERP_SUFFIX = "-PERP"
+MIN_SLOT_MS = 2  # spread feeds: markets moving together are at least this far apart
 log = logging.getLogger(__name__)
 
 
@@ -68,6 +69,7 @@ class SimConfig:
     volatility: float = 0.0005  # per candle of the random walk (4 path points)
     seed: int = 0
     tick_interval_ms: int = 250
+    spread_feeds: bool = True  # markets move at their own offsets within an interval
     start_prices: dict[str, Decimal] = field(default_factory=dict)
     replay: dict[str, PricePath] = field(default_factory=dict)  # base symbol -> path to replay
     partial_fill_ratio: Decimal = Decimal(1)
@@ -487,10 +489,12 @@ class SimulatedExchange:
             self.hub.klines(base, self._klines[base], PERP_SUFFIX)
 
     # -- live feed ------------------------------------------------------------------------------
-    def step(self) -> None:
-        """Advance every market one point of its feed and publish (live simulation)."""
+    def step(self, bases: Collection[str] | None = None) -> None:
+        """Advance every market (or those of `bases`) one point of its feed and publish."""
         ts = self.clock.now_ms()
         for base, feed in self._feeds.items():
+            if bases is not None and base not in bases:
+                continue
             ticks = feed.next()
             if ticks is None:
                 continue
@@ -498,15 +502,34 @@ class SimulatedExchange:
             self._publish_tick(base, ts)
         self._save()
 
+    def feed_groups(self) -> list[list[str]]:
+        """The markets stepped together by the live feed, in the order they move within one
+        tick interval: all at once, or (`spread_feeds`) spread over the interval in slots of
+        at least `MIN_SLOT_MS`, market i in slot i mod slots (as a real venue's per-market
+        streams, which do not all arrive in the same instant)."""
+        bases = list(self._feeds)
+        if not self.config.spread_feeds or not bases:
+            return [bases]
+        slots = max(1, min(len(bases), self.config.tick_interval_ms // MIN_SLOT_MS))
+        return [bases[k::slots] for k in range(slots)]
+
     async def _run(self) -> None:
         """The feed loop never dies: a failing step is logged and counted, the next one runs."""
+        groups = self.feed_groups()
+        slot_ms = self.config.tick_interval_ms / len(groups)
+        due = float(self.clock.now_ms())
         while not self._closed:
-            await self.clock.sleep(self.config.tick_interval_ms / 1000)
-            try:
-                self.step()
-            except Exception:
-                self.step_errors += 1
-                log.exception("simulated feed step failed")
+            for group in groups:
+                due += slot_ms  # paced by deadlines: the time a step takes is not added on
+                behind = self.clock.now_ms() - due
+                if behind > self.config.tick_interval_ms:  # stalled: resume, do not catch up
+                    due += behind
+                await self.clock.sleep(max(0.0, -behind) / 1000)
+                try:
+                    self.step(group)
+                except Exception:
+                    self.step_errors += 1
+                    log.exception("simulated feed step failed")
 
     def start(self) -> None:
         """Run the price feed in the background (live simulation)."""

@@ -7,6 +7,7 @@ from decimal import Decimal as D
 import numpy as np
 import pytest
 
+from connectors.simulated import markets
 from connectors.simulated.exchange import SimConfig, SimulatedExchange
 from connectors.simulated.faults import FaultConfig
 from connectors.simulated.feeds import Candles, candle_path
@@ -211,5 +212,34 @@ def test_start_runs_the_live_feed_on_the_system_clock():
         await live.close()
         assert not (await live.check_health()).ok
         await asyncio.wait_for(drain(stream), 5)  # close ends the streams
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("spread", [True, False])
+def test_live_feed_moves_markets_at_their_own_offsets_within_an_interval(spread):
+    """Spread feeds: market i moves in slot i mod 5 of each 10 ms interval (slots 2 ms apart),
+    each market once per interval; not spread: every market in the same instant."""
+    bases = list(markets.SYMBOLS)
+    sim = SimulatedExchange(
+        SimConfig(tick_interval_ms=10, spread_feeds=spread, seed=3), VirtualClock(T0)
+    )
+    slots = 5 if spread else 1
+    assert sim.feed_groups() == [bases[k::slots] for k in range(slots)]
+
+    async def scenario():
+        stream = sim.stream_prices(bases)
+        sim.start()
+        ticks = []
+        async with asyncio.timeout(5):
+            async for tick in stream:  # drained at each wake: the feed runs as fast as it can
+                ticks.append(tick)
+                if len(ticks) == 2 * len(bases):
+                    break
+        await sim.close()
+        for i, base in enumerate(bases):
+            seen = [t.ts_ms for t in ticks if t.symbol == base]
+            first = T0 + (2 * (i % 5 + 1) if spread else 10)
+            assert seen == [first, first + 10], base
 
     run(scenario())
