@@ -35,6 +35,8 @@ from mm.core.model import (
     PriceTick,
 )
 from mm.core.quiet import QuietBox
+from mm.core.risk import ExposureReport, RiskState
+from mm.engine.batcher import Batcher
 from mm.engine.connector_service import ConnectorService
 from mm.engine.local_channel import (
     ChannelClosed,
@@ -67,6 +69,9 @@ PORT_METHODS = frozenset(
     }
 )
 STATE_CHANGING = frozenset({"place_order", "place_orders", "cancel_order", "cancel_all"})
+REPORT_RISK = "report_risk"  # local channel only: an exposure report relayed to the risk actor
+RISK_BATCH_S = 0.25  # longest a relayed report waits for others (at most a quarter period)
+RISK_CALL_TIMEOUT_S = 5.0
 METRICS_EVERY_S = 1.0
 DESCRIBE_TIMEOUT_S = 30.0
 
@@ -101,20 +106,40 @@ class Connector:
         self.local: LocalChannelServer | None = None
         self._by_ray: set[str] = set()  # symbols with a delivery under way by actor call
         self._local_ready = loop.create_task(self._start_local()) if c.local_channel else None
+        window = min(RISK_BATCH_S, settings.risk.report_every_s / 4)
+        self._risk_reports: Batcher[ExposureReport, RiskState] = Batcher(self._report_risk, window)
+        self._risk: Any = None  # the risk actor's handle, looked up when first needed
 
     async def _start_local(self) -> None:
         try:
             directory = private_dir()
             sweep(directory, "connector")  # sockets of killed predecessors
             path = directory / f"connector-{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
-            server = LocalChannelServer(
-                path, serve=lambda method, args: self.call(method, *args), on_gate=self._gate
-            )
+            server = LocalChannelServer(path, serve=self._serve_local, on_gate=self._gate)
             await server.start()
         except OSError as e:  # deliveries keep going by actor call
             log.warning("local delivery channel unavailable (%s); using Ray calls", e)
             return
         self.local = server
+
+    async def _serve_local(self, method: str, args: tuple[Any, ...]) -> Any:
+        """A call over the local channel: an exchange port method, or an exposure report that
+        goes to the risk actor with the other reports of this node's symbols (one actor call
+        per batch instead of one per symbol; each gets the risk state after the batch)."""
+        if method == REPORT_RISK:
+            if len(args) != 1 or not isinstance(args[0], ExposureReport):
+                raise RequestError(f"{REPORT_RISK} takes one ExposureReport")
+            return await self._risk_reports.submit(args[0])
+        return await self.call(method, *args)
+
+    async def _report_risk(self, reports: list[ExposureReport]) -> RiskState:
+        try:
+            if self._risk is None:
+                self._risk = ray.get_actor(options.RISK, namespace=self.namespace)
+            return await call(self._risk.report_many.remote(reports), timeout_s=RISK_CALL_TIMEOUT_S)
+        except Exception:
+            self._risk = None  # restarted or gone: look it up again next time
+            raise
 
     def _gate(self, symbol: str, box: QuietBox | None) -> None:
         """A symbol's quiet box (over its local channel): its mailbox holds such ticks back."""
@@ -196,6 +221,8 @@ class Connector:
         out["local_channel"] = {
             s: {"deliveries": c.sent, "calls": c.served} for s, c in channels.items()
         }
+        batches = self._risk_reports
+        out["risk_reports"] = {"relayed": batches.submitted, "calls": batches.batches}
         return out
 
     async def health(self) -> tuple[bool, str]:
@@ -207,6 +234,7 @@ class Connector:
 
     async def close(self) -> None:
         self._metrics_task.cancel()
+        await self._risk_reports.close()
         await self.service.close()
         if self.local is not None:
             await self.local.close()

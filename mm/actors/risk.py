@@ -1,7 +1,8 @@
 """`mm:risk`: the global risk engine as a Ray actor (restarts forever, state kept in SQLite).
 
-Owns: a thin shell over `RiskBook` — exposure reports from symbol actors (the answer to each is
-the current `RiskState`), latency samples pulled from the connector, basket candles for the
+Owns: a thin shell over `RiskBook` — exposure reports from symbol actors, directly or relayed
+in batches by the connector for the symbols on its node (the answer to each is the current
+`RiskState`), latency samples pulled from the connector, basket candles for the
 anomaly monitor, manual breaker trip/reset, persistence of the breaker (a tripped breaker stays
 tripped across restarts) and pushing every change of the halt state to every symbol at once.
 Must not: place or cancel orders itself (symbols do, on the state they receive).
@@ -63,6 +64,15 @@ class RiskActor:
     async def report(self, report: ExposureReport) -> RiskState:
         self._symbols.add(report.symbol)
         return self._changed(self.book.report(report))
+
+    async def report_many(self, reports: Sequence[ExposureReport]) -> RiskState:
+        """Several symbols' reports in one call (the connector relays those of its node's
+        symbols together); the answer is the state after all of them."""
+        state = self.book.state()
+        for report in reports:
+            self._symbols.add(report.symbol)
+            state = self.book.report(report)
+        return self._changed(state)
 
     async def forget(self, symbol: str) -> RiskState:
         self._symbols.discard(symbol)

@@ -9,7 +9,8 @@ Owns: a thin shell over `SymbolService`. Every (re)start, retried until it succe
 4. recover (the service's start), then quote.
 Afterwards it reports exposure to the risk actor every `risk.report_every_s` (the answer is the
 global risk state; no answer for `RISK_STALE_S` halts new openings: no trading without a risk
-engine). `drain` ends the actor's work for good: background loops stop, the journal closes.
+engine), through the connector's local channel when it has one (relayed in batches).
+`drain` ends the actor's work for good: background loops stop, the journal closes.
 Must not: decide anything itself.
 """
 
@@ -25,9 +26,9 @@ import ray
 
 from mm.actors import options
 from mm.actors.calls import call
-from mm.actors.connector import ConnectorExchange
+from mm.actors.connector import REPORT_RISK, RISK_CALL_TIMEOUT_S, ConnectorExchange
 from mm.core.quiet import QuietBox
-from mm.core.risk import RiskState
+from mm.core.risk import ExposureReport, RiskState
 from mm.engine import local_channel
 from mm.engine.backoff import jittered
 from mm.engine.clock import SystemClock
@@ -130,7 +131,7 @@ class SymbolManager:
         while not self.stopped:
             try:
                 report = service.exposure_report()
-                state = await call(self.risk.report.remote(report), timeout_s=5.0)
+                state = await self._send_report(report)
                 service.confirm_report()
                 self._risk_ok_ms = service.clock.now_ms()
                 await service.set_risk(state)
@@ -140,6 +141,19 @@ class SymbolManager:
                 if silent_s > RISK_STALE_S and not service.engine.risk_halted:
                     await service.set_risk(RiskState(True, ("risk_unreachable",)))
             await asyncio.sleep(self.settings.risk.report_every_s)
+
+    async def _send_report(self, report: ExposureReport) -> RiskState:
+        """Through the connector while the local channel is up (it relays the reports of its
+        node's symbols in one actor call), else straight to the risk actor. A report the
+        channel lost is sent again as it is: the risk engine counts a report (same ts_ms)
+        once."""
+        link = self.exchange.link
+        if link is not None and link.connected:
+            try:
+                return await asyncio.wait_for(link.call(REPORT_RISK, report), CALL_TIMEOUT_S)
+            except (local_channel.ChannelClosed, TimeoutError) as e:
+                log.info("%s: risk report by actor call (%s)", self.symbol, e or "timeout")
+        return await call(self.risk.report.remote(report), timeout_s=RISK_CALL_TIMEOUT_S)
 
     async def _receive_locally(self) -> None:
         """Use the connector's local channel while both share a node: deliveries come in and

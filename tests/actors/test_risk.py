@@ -73,6 +73,9 @@ def test_exposure_cap_blocks_new_openings(market_maker):
     mm.wait_symbol("BTCUSDT", lambda s: "exposure" in s["risk_reasons"], timeout_s=120)
     risk = get(mm.actor(options.RISK).state.remote())
     assert D(risk["exposure_quote"]) >= D(120) and "exposure" in risk["reasons"]
+    # the symbol shares the connector's node: its reports went through the connector's relay
+    relay = get(mm.actor(options.CONNECTOR).stats.remote())["risk_reports"]
+    assert relay["relayed"] >= 1 and 1 <= relay["calls"] <= relay["relayed"]
 
     # closes keep working while blocked, so the price may walk up and sell the inventory (which
     # lifts the cap); judge one snapshot taken while the symbol is blocked and still holds it
