@@ -198,6 +198,7 @@ class SymbolEngine:
             if self.strategy is None:
                 self.establish_anchor(tick.price)  # the first tick a symbol ever sees
             await self._decide_and_act()
+            self.journal.checkpoint_if_due()
 
     def note_price(self, tick: PriceTick) -> None:
         """Record the current price without deciding (a backtest does this before delivering the
@@ -212,6 +213,7 @@ class SymbolEngine:
             self._commit(durable=False)  # the exchange can tell it again
             if self.state is EngineState.QUOTING and self.last_tick is not None:
                 await self._decide_and_act()
+            self.journal.checkpoint_if_due()
 
     async def on_events(self, reports: Sequence[OrderReport], tick: PriceTick | None) -> None:
         """Order reports and the newest tick as one event (a pushed delivery): apply them all,
@@ -234,6 +236,7 @@ class SymbolEngine:
                 await self._decide_and_act()
             finally:
                 self._commit(durable=False)  # reports without a decision, or its outcomes
+                self.journal.checkpoint_if_due()  # between events: no order waits for it
 
     async def execute(self, commands: Sequence[Command]) -> None:
         """Carry out commands from outside the strategy (e.g. CancelAll to drain a symbol)."""

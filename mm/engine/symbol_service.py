@@ -304,6 +304,7 @@ class SymbolService:
             tick_delivery_ms=self.tick_delivery.to_dict(),
             tick_to_intent_ms=self.tick_to_intent.to_dict(),
             journal_commit_ms=self.journal_commit.to_dict(),
+            journal_commits={**self.journal.commits, "checkpoints": self.journal.checkpoints},
             live_orders=[_order_view(o) for o in self.engine.pm.live_orders()],
         )
         return out

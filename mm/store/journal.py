@@ -29,6 +29,7 @@ from mm.errors import JournalBusy
 from mm.store.migrations import migrate
 
 WAL_ROOM_BYTES = 4_500_000  # > one checkpoint cycle: 1000 pages of 4 KiB plus frame headers
+CHECKPOINT_EVERY = 50  # commits between checkpoints made between events (~10 pages a commit)
 _WAL_ROOM_KEY = "wal_room"
 
 _ORDER_COLUMNS = (
@@ -226,11 +227,14 @@ class Journal:
         durable: bool = True,
         exclusive: bool = False,
         wal_room_bytes: int = 0,
+        checkpoint_every: int = CHECKPOINT_EVERY,
     ) -> None:
         """`exclusive`: hold an OS lock on `<path>.lock` while open, so two processes can never
         write one symbol's journal at once (raises `JournalBusy` while another holds it).
         `wal_room_bytes`: grow the write-ahead log to this size once at open (see
-        `_make_wal_room`); `WAL_ROOM_BYTES` covers a whole checkpoint cycle."""
+        `_make_wal_room`); `WAL_ROOM_BYTES` covers a whole checkpoint cycle.
+        `checkpoint_every`: commits after which `checkpoint_if_due` checkpoints (0: never; SQLite
+        still checkpoints inside the commit that fills 1000 pages of log)."""
         self.path = str(path)
         memory = self.path == ":memory:"
         self._lock_fd: int | None = None
@@ -243,6 +247,9 @@ class Journal:
         self._wal = not memory and durable
         self._synchronous = "FULL"
         self.commits = {"durable": 0, "lazy": 0}
+        self.checkpoint_every = checkpoint_every
+        self.checkpoints = 0
+        self._since_checkpoint = 0
         if not self._wal:
             conn.execute("PRAGMA journal_mode=MEMORY")
             conn.execute("PRAGMA synchronous=OFF")
@@ -383,6 +390,7 @@ class Journal:
                 conn.execute(f"PRAGMA synchronous={wanted}")
                 self._synchronous = wanted
         self.commits["durable" if durable else "lazy"] += 1
+        self._since_checkpoint += 1
         with self.db.atomic():
             if changes.slots:
                 idle = [(symbol, lvl) for lvl, s in changes.slots.items() if s is None]
@@ -398,6 +406,19 @@ class Journal:
                 conn.executemany(_INSERT_FILL, [_fill_row(symbol, f) for f in changes.fills])
             if meta:
                 conn.executemany(_UPSERT_META, [(symbol, k, v) for k, v in meta.items()])
+
+    def checkpoint_if_due(self) -> bool:
+        """Copy the log into the database now if `checkpoint_every` commits were made since the
+        last time; True if it did. The engine calls this between events, never between a
+        decision's intents and its orders, so SQLite's own checkpoint (4 ms or more here) —
+        which runs inside whichever commit fills the log, such as the intents an order waits
+        for — rarely comes due."""
+        if not self._wal or not 0 < self.checkpoint_every <= self._since_checkpoint:
+            return False
+        self._since_checkpoint = 0
+        self.db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self.checkpoints += 1
+        return True
 
     def reset(self, symbol: str) -> None:
         """Forget slots and close live order rows of a symbol that never got an anchor."""

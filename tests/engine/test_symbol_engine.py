@@ -7,6 +7,7 @@ import pytest
 from mm.core.model import OrderStatus, PriceTick
 from mm.engine.symbol_engine import EngineState
 from mm.errors import AuthenticationError, ConfigError
+from mm.store.journal import Journal
 from tests.helpers import grid, make_rig, run
 
 
@@ -166,3 +167,27 @@ def test_status_reports_the_numbers_a_dashboard_needs():
     assert status["state"] == "QUOTING" and status["anchor"] == "10000.00"
     assert D(status["inventory_qty"]) == D("0.01") and status["open_orders"] == 4
     assert status["fills"] == 1
+
+
+def test_the_log_is_checkpointed_between_events_never_between_intents_and_orders(tmp_path):
+    seen = []
+
+    def on_phase(phase):
+        seen.append((phase, rig.journal.checkpoints))
+
+    async def scenario():
+        await rig.engine.start()
+        for price in ("10000", "9900", "9800", "9900", "10000", "10100"):
+            await rig.step(price)
+        tick = PriceTick(rig.symbol, D("10200"), rig.clock.now_ms())
+        await rig.engine.on_events([], tick)  # the path of pushed deliveries
+
+    journal = Journal(tmp_path / "j.db", checkpoint_every=2)
+    rig = make_rig(journal=journal, on_phase=on_phase)
+    run(scenario())
+    assert journal.checkpoints >= 2
+    acts = [i for i, (phase, _) in enumerate(seen) if phase == "intent_commit"]
+    assert acts
+    for i in acts:  # from the intents to the orders sent, no checkpoint ran
+        sent = next(j for j in range(i, len(seen)) if seen[j][0] == "sent")
+        assert {count for _, count in seen[i : sent + 1]} == {seen[i][1]}

@@ -165,3 +165,40 @@ def test_wal_room_left_by_a_start_that_died_midway_is_dropped_at_the_next_open(t
         )
     journal = Journal(path, wal_room_bytes=1_000_000)
     assert journal.db.execute("SELECT count(*) FROM meta").fetchone()[0] == 0
+
+
+def rows_in_database_file(path, tmp_path):
+    """The orders a copy of the database file alone holds (what was checkpointed into it)."""
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(path.read_bytes())
+    conn = sqlite3.connect(copy)
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'orders'").fetchone():
+            return set()  # not even the schema is in the file yet
+        return {row[0] for row in conn.execute("SELECT client_id FROM orders")}
+    finally:
+        conn.close()
+        copy.unlink()
+
+
+def test_a_checkpoint_comes_between_events_after_enough_commits(tmp_path):
+    path = tmp_path / "j.db"
+    journal = Journal(path, checkpoint_every=3)
+    ids = [f"g2t1aaaaobhzz{i:02d}" for i in range(4)]
+    for client_id in ids[:2]:
+        journal.commit(SYMBOL, Changes(orders={client_id: order(client_id=client_id)}))
+        assert journal.checkpoint_if_due() is False
+    assert rows_in_database_file(path, tmp_path) == set()  # both only in the log so far
+    journal.commit(SYMBOL, Changes(orders={ids[2]: order(client_id=ids[2])}))
+    assert journal.checkpoint_if_due() is True
+    assert journal.checkpoint_if_due() is False  # counted again from zero
+    assert rows_in_database_file(path, tmp_path) == set(ids[:3])
+    journal.commit(SYMBOL, Changes(orders={ids[3]: order(client_id=ids[3])}))
+    assert journal.checkpoints == 1 and rows_in_database_file(path, tmp_path) == set(ids[:3])
+
+
+def test_no_checkpoint_between_events_when_switched_off_or_in_memory(tmp_path):
+    for journal in (Journal(tmp_path / "j.db", checkpoint_every=0), Journal(":memory:")):
+        for _ in range(60):
+            journal.commit(SYMBOL, Changes(), {"anchor": "10000"})
+        assert journal.checkpoint_if_due() is False and journal.checkpoints == 0
