@@ -5,7 +5,7 @@ Three measurements:
 live          For each N (default 1, 10, 20): an embedded Ray (no dashboard, usage stats off),
               the real market maker (orchestrator, connector, risk, one actor per symbol) over
               the simulated venue publishing a price every 10 ms (100 ticks/s per market asked;
-              the feed paces itself with a sleep, so a busy connector gets fewer), its markets
+              the feed is paced by deadlines, so a busy connector still gets them), its markets
               moving at their own offsets within the 10 ms (its default `spread_feeds`: 5
               slots 2 ms apart, as a real venue's per-market streams do not all arrive in one
               instant); the counts of `--same-instant` (default 20) are run again with every

@@ -134,11 +134,13 @@ class Connector:
 
     async def _report_risk(self, reports: list[ExposureReport]) -> RiskState:
         try:
-            if self._risk is None:
-                self._risk = ray.get_actor(options.RISK, namespace=self.namespace)
+            if self._risk is None:  # a lookup asks Ray's registry: never on the event loop
+                self._risk = await asyncio.to_thread(
+                    ray.get_actor, options.RISK, namespace=self.namespace
+                )
             return await call(self._risk.report_many.remote(reports), timeout_s=RISK_CALL_TIMEOUT_S)
         except Exception:
-            self._risk = None  # restarted or gone: look it up again next time
+            self._risk = None  # re-created or gone: look it up again next time
             raise
 
     def _gate(self, symbol: str, box: QuietBox | None) -> None:
@@ -234,10 +236,10 @@ class Connector:
 
     async def close(self) -> None:
         self._metrics_task.cancel()
-        await self._risk_reports.close()
         await self.service.close()
         if self.local is not None:
-            await self.local.close()
+            await self.local.close()  # no report comes in after this
+        await self._risk_reports.close()
         await self.exchange.close()
 
     async def _export_metrics(self) -> None:

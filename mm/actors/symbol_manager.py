@@ -26,7 +26,7 @@ import ray
 
 from mm.actors import options
 from mm.actors.calls import call
-from mm.actors.connector import REPORT_RISK, RISK_CALL_TIMEOUT_S, ConnectorExchange
+from mm.actors.connector import REPORT_RISK, RISK_BATCH_S, RISK_CALL_TIMEOUT_S, ConnectorExchange
 from mm.core.quiet import QuietBox
 from mm.core.risk import ExposureReport, RiskState
 from mm.engine import local_channel
@@ -35,6 +35,7 @@ from mm.engine.clock import SystemClock
 from mm.engine.router import Delivery
 from mm.engine.symbol_engine import EngineConfig
 from mm.engine.symbol_service import SymbolService
+from mm.errors import TemporaryError
 from mm.settings import MarketMakerSettings, grid_for, journal_dir
 from mm.store.journal import WAL_ROOM_BYTES, Journal
 
@@ -145,14 +146,19 @@ class SymbolManager:
     async def _send_report(self, report: ExposureReport) -> RiskState:
         """Through the connector while the local channel is up (it relays the reports of its
         node's symbols in one actor call), else straight to the risk actor. A report the
-        channel lost is sent again as it is: the risk engine counts a report (same ts_ms)
-        once."""
+        channel lost is sent again as it is (the risk engine counts a report, same ts_ms,
+        once); one unanswered in time is a failed report, like an actor call's timeout, so one
+        attempt never lasts much longer than before (`RISK_STALE_S` counts on that)."""
         link = self.exchange.link
         if link is not None and link.connected:
             try:
-                return await asyncio.wait_for(link.call(REPORT_RISK, report), CALL_TIMEOUT_S)
-            except (local_channel.ChannelClosed, TimeoutError) as e:
-                log.info("%s: risk report by actor call (%s)", self.symbol, e or "timeout")
+                return await asyncio.wait_for(
+                    link.call(REPORT_RISK, report), RISK_BATCH_S + RISK_CALL_TIMEOUT_S + 1.0
+                )
+            except local_channel.ChannelClosed as e:
+                log.info("%s: risk report by actor call (%s)", self.symbol, e)
+            except TimeoutError:
+                raise TemporaryError("the connector relayed no risk answer in time") from None
         return await call(self.risk.report.remote(report), timeout_s=RISK_CALL_TIMEOUT_S)
 
     async def _receive_locally(self) -> None:

@@ -26,15 +26,28 @@ class Batcher(Generic[T, R]):
         self._flushing: set[asyncio.Task[None]] = set()
         self.submitted = 0
         self.batches = 0
+        self._closed = False
 
     async def submit(self, item: T) -> R:
-        """Wait for the batch holding `item` to be flushed; its result (or error) is ours."""
+        """Wait for the batch holding `item` to be flushed; its result (or error) is ours.
+        After `close`: RuntimeError."""
+        if self._closed:
+            raise RuntimeError("the batcher is closed")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._items.append((item, future))
         self.submitted += 1
         if self._timer is None:
             self._timer = asyncio.get_running_loop().create_task(self._collect())
+            self._timer.add_done_callback(self._window_ended)
         return await future
+
+    def _window_ended(self, timer: asyncio.Task[None]) -> None:
+        """A window cancelled from outside (even before it began): its callers are told, and
+        the next submission starts a new one."""
+        if timer.cancelled() and self._timer is timer:
+            batch, self._items, self._timer = self._items, [], None
+            for _, future in batch:
+                future.cancel()
 
     async def _collect(self) -> None:
         await asyncio.sleep(self.window_s)
@@ -61,11 +74,13 @@ class Batcher(Generic[T, R]):
                 future.set_result(result)
 
     async def close(self) -> None:
-        """Stop: pending and flushing callers are cancelled."""
+        """Stop: pending and flushing callers are cancelled, later submissions refused."""
+        self._closed = True
+        items = self._items
         tasks = [t for t in (self._timer, *self._flushing) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for _, future in self._items:
+        for _, future in items:
             future.cancel()
         self._items, self._timer = [], None

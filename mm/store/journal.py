@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Mapping
@@ -27,6 +28,8 @@ from mm.core.model import LIVE_STATUSES, OrderStatus, Role, Side
 from mm.core.position import Changes, FillDelta, Slot, SlotOrder, Totals
 from mm.errors import JournalBusy
 from mm.store.migrations import migrate
+
+log = logging.getLogger(__name__)
 
 WAL_ROOM_BYTES = 4_500_000  # > one checkpoint cycle: 1000 pages of 4 KiB plus frame headers
 CHECKPOINT_EVERY = 50  # commits between checkpoints made between events (~10 pages a commit)
@@ -416,7 +419,13 @@ class Journal:
         if not self._wal or not 0 < self.checkpoint_every <= self._since_checkpoint:
             return False
         self._since_checkpoint = 0
-        self.db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        try:
+            busy, frames, copied = self.db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as e:  # housekeeping: SQLite's own checkpoint still comes due
+            log.warning("%s: checkpoint failed: %s", self.path, e)
+            return False
+        if busy or copied < frames:  # a reader held on: the log cannot restart yet
+            log.warning("%s: checkpoint copied %d of %d log frames", self.path, copied, frames)
         self.checkpoints += 1
         return True
 

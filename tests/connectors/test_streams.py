@@ -243,3 +243,32 @@ def test_live_feed_moves_markets_at_their_own_offsets_within_an_interval(spread)
             assert seen == [first, first + 10], base
 
     run(scenario())
+
+
+def test_live_feed_keeps_its_pace_and_resumes_after_a_stall_without_a_burst():
+    """Steps are paced by deadlines (the time a step takes is not added on); after a stall of
+    more than an interval the feed resumes from now instead of catching up in a burst."""
+    clock = VirtualClock(T0)
+    sim = SimulatedExchange(SimConfig(tick_interval_ms=10, spread_feeds=False, seed=3), clock)
+    step, calls = sim.step, []
+
+    def slow_step(bases=None):
+        step(bases)
+        calls.append(clock.now_ms())
+        clock.advance(4 if len(calls) != 2 else 35)  # each step takes 4 ms, the 2nd 35 ms
+
+    sim.step = slow_step
+
+    async def scenario():
+        stream = sim.stream_prices([SPOT])
+        sim.start()
+        ticks = []
+        async with asyncio.timeout(5):
+            async for tick in stream:
+                ticks.append(tick.ts_ms - T0)
+                if len(ticks) == 6:
+                    break
+        await sim.close()
+        assert ticks == [10, 20, 55, 65, 75, 85]  # not 55, 55, 55, 60 (a burst to catch up)
+
+    run(scenario())

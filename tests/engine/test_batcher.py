@@ -98,3 +98,28 @@ def test_close_cancels_callers_waiting_for_a_window_or_a_call():
                 await caller
 
     run(scenario())
+
+
+def test_after_close_a_submission_is_refused():
+    async def scenario():
+        batcher = Batcher(Recorder(), window_s=0.01)
+        await batcher.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await batcher.submit("late")
+
+    run(scenario())
+
+
+def test_a_window_cancelled_from_outside_tells_its_callers_and_the_next_starts_anew():
+    async def scenario():
+        flush = Recorder()
+        batcher = Batcher(flush, window_s=0.05)
+        waiting = asyncio.ensure_future(batcher.submit("first"))
+        await asyncio.sleep(0)
+        batcher._timer.cancel()  # as a loop being torn down does
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await batcher.submit("second") == "answer to 1"
+        assert flush.calls == [["second"]]
+
+    run(scenario())
