@@ -131,9 +131,7 @@ class SymbolManager:
         self._risk_ok_ms = service.clock.now_ms()
         while not self.stopped:
             try:
-                report = service.exposure_report()
-                state = await self._send_report(report)
-                service.confirm_report()
+                state = await service.report_exposure(self._send_report)
                 self._risk_ok_ms = service.clock.now_ms()
                 await service.set_risk(state)
             except Exception as e:

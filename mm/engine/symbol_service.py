@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -117,6 +117,7 @@ class SymbolService:
         self._trigger_ns = 0
         self._fill_watermark = journal.last_fill_rowid(self.symbol)
         self._pending_watermark = self._fill_watermark
+        self._unanswered: ExposureReport | None = None  # sent, answer lost
         # told after any change made outside a delivery (risk, pause, resume, drain, periodic
         # reconcile): whoever holds ticks back by `quiet_box` must ask again
         self.on_change: Callable[[], None] = _nothing
@@ -277,6 +278,23 @@ class SymbolService:
     def confirm_report(self) -> None:
         """The last `exposure_report` reached the risk engine: its round trips are counted."""
         self._fill_watermark = self._pending_watermark
+        self._unanswered = None
+
+    async def report_exposure(
+        self, send: Callable[[ExposureReport], Awaitable[RiskState]]
+    ) -> RiskState:
+        """Send a fresh exposure report with `send` and return the risk engine's answer; raises
+        what `send` raises. A report whose answer was lost (the risk engine may or may not have
+        counted it) is first sent again as it was: the engine counts a report (same ts_ms)
+        once, so a closed round trip is counted once however many answers are lost. (A fresh
+        report instead would carry the same round trips under a newer ts_ms.)"""
+        if self._unanswered is not None:
+            await send(self._unanswered)
+            self.confirm_report()
+        report = self._unanswered = self.exposure_report()
+        state = await send(report)
+        self.confirm_report()
+        return state
 
     def state(self) -> str:
         if not self.started.is_set():

@@ -14,7 +14,7 @@ from mm.engine.clock import VirtualClock
 from mm.engine.router import Delivery
 from mm.engine.symbol_engine import EngineConfig
 from mm.engine.symbol_service import SymbolService
-from mm.errors import OperationalError
+from mm.errors import OperationalError, TemporaryError
 from mm.store.journal import Journal
 from tests.helpers import T0, check_invariants, grid, run
 
@@ -464,3 +464,34 @@ def test_the_periodic_reconcile_tells_its_changes(h):
 
     run(scenario())
     assert h.journal.fills(SYMBOL) != [] and told[0] is None
+
+
+def test_a_report_whose_answer_was_lost_is_sent_again_as_it_was_before_a_fresh_one(h):
+    """The risk engine counts a report (same ts_ms) once: re-sending the very report whose
+    answer was lost, not a fresh one carrying its round trip again, counts that round trip
+    once however the loss happened."""
+    sent = []
+
+    async def send(report):
+        sent.append(report)
+        if len(sent) == 1:
+            raise TemporaryError("answer lost")  # the risk engine may have counted it
+        return RiskState(halted=False)
+
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        await h.move("9900")
+        await h.move("10000")  # one round trip closed
+        with pytest.raises(TemporaryError):
+            await h.service.report_exposure(send)
+        h.clock.advance(1000)
+        await h.service.report_exposure(send)
+        h.clock.advance(1000)
+        await h.service.report_exposure(send)
+
+    run(scenario())
+    lost, resent, fresh, later = sent
+    assert len(lost.closed_pnls) == 1 and resent is lost  # the same report, the same ts_ms
+    assert fresh.closed_pnls == () and fresh.ts_ms > lost.ts_ms
+    assert later.closed_pnls == () and later.ts_ms > fresh.ts_ms
