@@ -521,9 +521,12 @@ class SimulatedExchange:
         while not self._closed:
             for group in groups:
                 due += slot_ms  # paced by deadlines: the time a step takes is not added on
-                behind = self.clock.now_ms() - due
-                if behind > self.config.tick_interval_ms:  # stalled: resume, do not catch up
-                    due += behind
+                now = self.clock.now_ms()
+                behind = now - due
+                # Stalled: resume from now, do not catch up in a burst. Or the wall clock was
+                # stepped back (NTP): resume from now rather than wait out the step.
+                if abs(behind) > self.config.tick_interval_ms:
+                    due, behind = float(now), 0.0
                 await self.clock.sleep(max(0.0, -behind) / 1000)
                 try:
                     self.step(group)

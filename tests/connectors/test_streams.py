@@ -272,3 +272,42 @@ def test_live_feed_keeps_its_pace_and_resumes_after_a_stall_without_a_burst():
         assert ticks == [10, 20, 55, 65, 75, 85]  # not 55, 55, 55, 60 (a burst to catch up)
 
     run(scenario())
+
+
+def test_live_feed_keeps_going_when_the_wall_clock_is_stepped_back():
+    """The system clock is wall time; NTP can step it back. The feed resumes from the new now
+    instead of going silent for the length of the step."""
+    clock = VirtualClock(T0)
+    sim = SimulatedExchange(SimConfig(tick_interval_ms=10, spread_feeds=False, seed=3), clock)
+    step, slept = sim.step, []
+
+    def stepped_back_after_the_2nd_step(bases=None):
+        step(bases)
+        slept.append(clock.now_ms())
+        if len(slept) == 2:
+            clock._now_ms -= 60_000  # VirtualClock.set never moves back; the wall clock can
+
+    sim.step = stepped_back_after_the_2nd_step
+    longest = []
+    sleep = clock.sleep
+
+    async def recorded_sleep(seconds):
+        longest.append(seconds)
+        await sleep(seconds)
+
+    clock.sleep = recorded_sleep
+
+    async def scenario():
+        stream = sim.stream_prices([SPOT])
+        sim.start()
+        ticks = []
+        async with asyncio.timeout(5):
+            async for tick in stream:
+                ticks.append(tick.ts_ms - T0)
+                if len(ticks) == 5:
+                    break
+        await sim.close()
+        assert ticks == [10, 20, -59_980, -59_970, -59_960]
+        assert max(longest) <= 0.010  # never longer than an interval
+
+    run(scenario())
