@@ -83,7 +83,7 @@ async def _resolve_unsent(engine: SymbolEngine) -> None:
         return
     deadline = engine.clock.now_ms() + _window_ms(engine)  # every send happened before now
     for order in unsent:
-        engine.pm.apply_report(await _final_or_never_placed(engine, order, deadline))
+        engine.apply(await _final_or_never_placed(engine, order, deadline))
     engine._commit()
 
 
@@ -111,12 +111,12 @@ async def _sync_open_orders(engine: SymbolEngine) -> None:
     now = engine.clock.now_ms()
     for client_id, report in ours.items():
         if engine.pm.order(client_id) is not None:
-            engine.pm.apply_report(report)
+            engine.apply(report)
             # still open: a cancel we journaled may never have left; let the strategy ask again
             engine.pm.record_cancel_requested(client_id, now, False)
         elif not engine.pm.adopt(report, now):
             log.warning("%s: cancelling stray order %s on a busy slot", engine.symbol, client_id)
-            engine.pm.apply_report(await engine.exchange.cancel_order(engine.symbol, client_id))
+            engine.apply(await engine.exchange.cancel_order(engine.symbol, client_id))
         else:
             log.warning("%s: adopted order %s unknown to the journal", engine.symbol, client_id)
     for order in engine.pm.live_orders():
@@ -136,7 +136,7 @@ async def _refresh(engine: SymbolEngine, order: SlotOrder) -> None:
             f"{engine.symbol}: order {order.client_id} is {order.status.value} in the journal "
             "but unknown to the exchange"
         ) from None
-    engine.pm.apply_report(report)
+    engine.apply(report)
 
 
 # -- step 4 -------------------------------------------------------------------------------------

@@ -200,6 +200,12 @@ class SymbolEngine:
             await self._decide_and_act()
             self.journal.checkpoint_if_due()
 
+    def apply(self, report: OrderReport) -> None:
+        """Apply an exchange report, from a stream, a send or a reconcile. A fill it carries is
+        now in memory but not yet journaled (phase `fill_received`); the caller commits."""
+        if self.pm.apply_report(report) is not None:
+            self.on_phase("fill_received")
+
     def note_price(self, tick: PriceTick) -> None:
         """Record the current price without deciding (a backtest does this before delivering the
         order reports of the same path point, so decisions on them see that point's price)."""
@@ -207,9 +213,7 @@ class SymbolEngine:
 
     async def on_order_report(self, report: OrderReport) -> None:
         async with self._lock:
-            fill = self.pm.apply_report(report)
-            if fill is not None:
-                self.on_phase("fill_received")
+            self.apply(report)
             self._commit(durable=False)  # the exchange can tell it again
             if self.state is EngineState.QUOTING and self.last_tick is not None:
                 await self._decide_and_act()
@@ -223,8 +227,7 @@ class SymbolEngine:
         async with self._lock:
             try:
                 for report in reports:
-                    if self.pm.apply_report(report) is not None:
-                        self.on_phase("fill_received")
+                    self.apply(report)
                 if tick is not None:
                     self.last_tick = tick
                 if self.state is not EngineState.QUOTING or self.last_tick is None:
@@ -342,7 +345,7 @@ class SymbolEngine:
                 continue
             before = self.pm.order(command.client_id)
             nominal = nominal and _nominal(command, report, before)
-            self.pm.apply_report(report)
+            self.apply(report)
         self._commit(durable=False)  # an outcome lost to a power cut is looked up again
         self.on_phase("outcome_committed")
         return nominal

@@ -81,7 +81,10 @@ async def main(args: argparse.Namespace) -> None:
     deadline = time.monotonic() + args.timeout_s
     while runner.ticks_processed < args.ticks and not task.done():
         if time.monotonic() > deadline:
-            raise SystemExit(f"only {runner.ticks_processed} ticks in {args.timeout_s}s")
+            raise SystemExit(
+                f"only {runner.ticks_processed} ticks in {args.timeout_s}s; phases {dict(seen)},"
+                f" updates {runner.updates_processed}, venue fills {len(sim._fills[args.symbol])}"
+            )
         await asyncio.sleep(POLL_S)
     stop.set()
     await task
