@@ -294,8 +294,10 @@ class RiskBook:
     """Aggregates everything into one RiskState. Pure and deterministic.
 
     `saved` is what `persisted()` returned earlier: it restores the breaker (tripped, reason), the
-    PnL peak, the losing streak and each symbol's last PnL, which stands in for that symbol until
-    it reports again (so a restart does not read a partial total as a drawdown).
+    PnL peak, the losing streak, each symbol's last PnL, which stands in for that symbol until
+    it reports again (so a restart does not read a partial total as a drawdown), and each
+    symbol's last ts_ms (so a report counted just before a restart and sent again, because its
+    answer was lost, is not counted twice).
     """
 
     def __init__(self, limits: RiskLimits, saved: Mapping[str, str] | None = None) -> None:
@@ -308,15 +310,17 @@ class RiskBook:
         self._anomaly = AnomalyDetector(limits.anomaly) if limits.anomaly else None
         self._reports: dict[str, ExposureReport] = {}
         self._saved_pnl: dict[str, Decimal] = {}
+        self._last_ts: dict[str, int] = {}  # per symbol, kept across restarts (`persisted`)
         if saved:
             self._restore(saved)
 
     def report(self, report: ExposureReport) -> RiskState:
         """The latest report per symbol replaces the previous one. A report whose nonzero ts_ms is
-        not newer than the symbol's last one is ignored (so a retried report counts once)."""
-        last = self._reports.get(report.symbol)
-        if last is not None and report.ts_ms and report.ts_ms <= last.ts_ms:
+        not newer than the symbol's last one is ignored (so a retried report counts once, also
+        when the first attempt was counted and persisted just before a restart)."""
+        if report.ts_ms and report.ts_ms <= self._last_ts.get(report.symbol, 0):
             return self.state()
+        self._last_ts[report.symbol] = report.ts_ms
         self._reports[report.symbol] = report
         self._saved_pnl.pop(report.symbol, None)
         self._breaker.observe_round_trips(report.closed_pnls)
@@ -326,6 +330,7 @@ class RiskBook:
         """Idempotent. The symbol leaves exposure and PnL; its PnL also leaves the peak, so the
         current drawdown is unchanged by the removal."""
         gone = self._reports.pop(symbol, None)
+        self._last_ts.pop(symbol, None)
         pnl = gone.pnl if gone is not None else self._saved_pnl.pop(symbol, ZERO)
         self._breaker.peak_pnl -= pnl
         return self._refresh()
@@ -379,6 +384,7 @@ class RiskBook:
         }
         pnls = self._saved_pnl | {s: r.pnl for s, r in self._reports.items()}
         out.update({f"pnl:{symbol}": str(pnl) for symbol, pnl in sorted(pnls.items())})
+        out.update({f"ts:{symbol}": str(ts) for symbol, ts in sorted(self._last_ts.items()) if ts})
         return out
 
     def _exposure(self) -> Decimal:
@@ -400,13 +406,19 @@ class RiskBook:
         if tripped == "true":
             self._breaker.trip(saved.get("breaker_reason", "") or "restored")
         self._breaker.peak_pnl = _saved_decimal(saved, "peak_pnl")
-        streak = saved.get("losing_streak", "0")
-        if not (streak.isascii() and streak.isdigit()):
-            raise ValueError(f"saved losing_streak must be an integer >= 0, got {streak!r}")
-        self._breaker.losing_streak = int(streak)
+        self._breaker.losing_streak = _saved_count(saved, "losing_streak")
         for key in saved:
             if key.startswith("pnl:"):
                 self._saved_pnl[key.removeprefix("pnl:")] = _saved_decimal(saved, key)
+            elif key.startswith("ts:"):
+                self._last_ts[key.removeprefix("ts:")] = _saved_count(saved, key)
+
+
+def _saved_count(saved: Mapping[str, str], key: str) -> int:
+    text = saved.get(key, "0")
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"saved {key} must be an integer >= 0, got {text!r}")
+    return int(text)
 
 
 def _saved_decimal(saved: Mapping[str, str], key: str) -> Decimal:

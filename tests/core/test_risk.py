@@ -230,9 +230,29 @@ def test_restart_keeps_each_symbols_pnl_until_it_reports_again():
     assert restored.report(rep("BTC", realized="50")).halted  # drawdown 250
 
 
+def test_a_report_counted_before_a_restart_and_sent_again_counts_once():
+    """The risk actor persisted a report's losing round trip, then died before answering; the
+    symbol sends the same report again (same ts_ms) to the restarted actor."""
+    limits = RiskLimits(max_consecutive_losses=2)
+    book = RiskBook(limits)
+    book.report(rep("BTC", qty="1", closed=["-1"], ts=10))
+    restored = RiskBook(limits, book.persisted())
+    state = restored.report(rep("BTC", qty="1", closed=["-1"], ts=10))
+    assert (state.losing_streak, state.halted) == (1, False)
+    assert restored.report(rep("BTC", closed=["-1"], ts=11)).reasons == ("breaker",)
+    restored.forget("BTC")  # a symbol removed and added again starts afresh
+    assert "ts:BTC" not in restored.persisted()
+
+
 @pytest.mark.parametrize(
     "saved",
-    [{"breaker_tripped": "yes"}, {"peak_pnl": "lots"}, {"losing_streak": "-1"}, {"pnl:X": "nan"}],
+    [
+        {"breaker_tripped": "yes"},
+        {"peak_pnl": "lots"},
+        {"losing_streak": "-1"},
+        {"pnl:X": "nan"},
+        {"ts:X": "1.5"},
+    ],
 )
 def test_corrupt_saved_state_raises(saved):
     with pytest.raises(ValueError, match="saved"):
