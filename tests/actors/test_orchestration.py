@@ -107,9 +107,10 @@ def test_a_slow_symbol_does_not_hold_up_the_others(market_maker):
     # both actors share the connector's node: deliveries and orders went over the local channel
     channel = get(connector.stats.remote())["local_channel"]
     assert channel.keys() == {"BTCUSDT", "ETHUSDT"}
-    assert channel["BTCUSDT"]["deliveries"] > 100 and channel["BTCUSDT"]["calls"] > 0
+    # (how many depends on the machine's load: quiet boxes hold back ticks that decide nothing)
+    assert channel["BTCUSDT"]["deliveries"] > 20 and channel["BTCUSDT"]["calls"] > 0
     link = mm.symbol_status("BTCUSDT")["local_channel"]  # the symbol's own view of it
-    assert link["connected"] and link["applied"] > 100 and link["calls"] > 0
+    assert link["connected"] and link["applied"] > 20 and link["calls"] > 0
 
     def taken(box):  # delivered, or held back as unable to change its decision (not delayed)
         return box["delivered_ticks"] + box["held"]
