@@ -142,22 +142,7 @@ class SymbolManager:
             await asyncio.sleep(self.settings.risk.report_every_s)
 
     async def _send_report(self, report: ExposureReport) -> RiskState:
-        """Through the connector while the local channel is up (it relays the reports of its
-        node's symbols in one actor call), else straight to the risk actor. A report the
-        channel lost is sent again as it is (the risk engine counts a report, same ts_ms,
-        once); one unanswered in time is a failed report, like an actor call's timeout, so one
-        attempt never lasts much longer than before (`RISK_STALE_S` counts on that)."""
-        link = self.exchange.link
-        if link is not None and link.connected:
-            try:
-                return await asyncio.wait_for(
-                    link.call(REPORT_RISK, report), RISK_BATCH_S + RISK_CALL_TIMEOUT_S + 1.0
-                )
-            except local_channel.ChannelClosed as e:
-                log.info("%s: risk report by actor call (%s)", self.symbol, e)
-            except TimeoutError:
-                raise TemporaryError("the connector relayed no risk answer in time") from None
-        return await call(self.risk.report.remote(report), timeout_s=RISK_CALL_TIMEOUT_S)
+        return await send_risk_report(self.exchange.link, self.risk, report)
 
     async def _receive_locally(self) -> None:
         """Use the connector's local channel while both share a node: deliveries come in and
@@ -283,3 +268,25 @@ class SymbolManager:
             "journal_commit_ms": list(s.journal_commit.recent) if s else empty,
             "journal_commit_count": s.journal_commit.count if s else 0,
         }
+
+
+async def send_risk_report(
+    link: local_channel.LocalLink | None,
+    risk: Any,
+    report: ExposureReport,
+    *,
+    relay_timeout_s: float = RISK_BATCH_S + RISK_CALL_TIMEOUT_S + 1.0,
+) -> RiskState:
+    """Through the connector while the local channel is up (it relays the reports of its
+    node's symbols in one actor call), else straight to the risk actor (`risk`, its handle).
+    A report the channel lost is sent again as it is (the risk engine counts a report, same
+    ts_ms, once); one unanswered in time is a failed report, like an actor call's timeout, so
+    one attempt never lasts much longer than before (`RISK_STALE_S` counts on that)."""
+    if link is not None and link.connected:
+        try:
+            return await asyncio.wait_for(link.call(REPORT_RISK, report), relay_timeout_s)
+        except local_channel.ChannelClosed as e:
+            log.info("%s: risk report by actor call (%s)", report.symbol, e)
+        except TimeoutError:
+            raise TemporaryError("the connector relayed no risk answer in time") from None
+    return await call(risk.report.remote(report), timeout_s=RISK_CALL_TIMEOUT_S)

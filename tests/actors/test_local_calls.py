@@ -1,7 +1,9 @@
 """`ConnectorExchange` (a symbol actor's exchange port) over the local channel: calls go over the
 socket while it is connected and by actor call otherwise, and every way a local call can fail
 ends as the same `mm.errors` outcome an actor call would give (no Ray cluster needed: the actor
-handle is a recorder; the real path runs in the Ray tests)."""
+handle is a recorder; the real path runs in the Ray tests). A symbol's risk reports take the same
+route: relayed over the channel, else by actor call, and one lost with the channel is sent again
+unchanged."""
 
 import asyncio
 import uuid
@@ -9,14 +11,17 @@ from decimal import Decimal as D
 
 import pytest
 
-from mm.actors.connector import ConnectorExchange
+from mm.actors.connector import REPORT_RISK, ConnectorExchange
+from mm.actors.symbol_manager import send_risk_report
 from mm.core.model import OrderRequest, Side
+from mm.core.risk import ExposureReport
 from mm.engine.local_channel import LocalChannelServer, LocalLink, private_dir
-from mm.errors import ExchangeUnavailable, PostOnlyRejected, RequestTimeout
+from mm.errors import ExchangeUnavailable, PostOnlyRejected, RequestTimeout, TemporaryError
 from tests.helpers import eventually, run
 
 BTC = "BTCUSDT"
 REQUEST = OrderRequest(BTC, "g1", Side.BUY, D("100"), D("1"), post_only=True)
+REPORT = ExposureReport(BTC, D("0.5"), D("100"), D("-2"), D("1"), (D("-2"),), ts_ms=7)
 
 
 class ActorHandle:
@@ -30,6 +35,20 @@ class ActorHandle:
         self.calls.append(method)
         future = asyncio.get_running_loop().create_future()
         future.set_result(f"by actor call: {method}")
+        return future
+
+
+class RiskHandle:
+    """Stands in for the risk actor's handle: `risk.report.remote(report)` is recorded."""
+
+    def __init__(self):
+        self.report = self
+        self.reports = []
+
+    def remote(self, report):
+        self.reports.append(report)
+        future = asyncio.get_running_loop().create_future()
+        future.set_result("by actor call")
         return future
 
 
@@ -146,3 +165,55 @@ def test_a_read_lost_with_the_connection_is_asked_again_by_actor_call(socket_pat
     """A drain reads open orders while its route is cut: asking again is harmless."""
     outcome, by_actor = lost_with_the_connection(socket_path, "fetch_balances")
     assert outcome == "by actor call: fetch_balances" and by_actor == ["fetch_balances"]
+
+
+def test_a_risk_report_goes_over_the_link_and_by_actor_call_when_there_is_none(socket_path):
+    served = []
+
+    async def serve(method, args):
+        served.append((method, args))
+        return "relayed"
+
+    async def body(exchange, handle, server):
+        risk = RiskHandle()
+        relayed = await send_risk_report(exchange.link, risk, REPORT)
+        direct = await send_risk_report(None, risk, REPORT)
+        return relayed, direct, risk.reports
+
+    relayed, direct, by_actor = scenario_with(socket_path, serve, body)
+    assert served == [(REPORT_RISK, (REPORT,))] and relayed == "relayed"
+    assert direct == "by actor call" and by_actor == [REPORT]
+
+
+def test_a_risk_report_lost_with_the_channel_is_sent_again_unchanged_by_actor_call(socket_path):
+    """The connector went away with the report (maybe relayed, maybe not): the same report,
+    same ts_ms, goes to the risk actor, which counts a ts_ms once."""
+    arrived = asyncio.Event()
+
+    async def serve(method, args):
+        arrived.set()
+        await asyncio.Event().wait()  # the connector dies before it answers
+
+    async def body(exchange, handle, server):
+        risk = RiskHandle()
+        sending = asyncio.create_task(send_risk_report(exchange.link, risk, REPORT))
+        await asyncio.wait_for(arrived.wait(), 5)
+        await server.close()
+        return await asyncio.wait_for(sending, 5), risk.reports
+
+    answer, by_actor = scenario_with(socket_path, serve, body)
+    assert answer == "by actor call" and by_actor == [REPORT]
+    assert by_actor[0] is REPORT  # not a fresh report: its round trips are not counted again
+
+
+def test_a_risk_report_the_connector_does_not_answer_in_time_is_a_failed_report(socket_path):
+    async def serve(method, args):
+        await asyncio.Event().wait()
+
+    async def body(exchange, handle, server):
+        risk = RiskHandle()
+        with pytest.raises(TemporaryError, match="no risk answer in time"):
+            await send_risk_report(exchange.link, risk, REPORT, relay_timeout_s=0.2)
+        return risk.reports
+
+    assert scenario_with(socket_path, serve, body) == []  # not also sent by actor call
