@@ -61,7 +61,7 @@ class ExposureReport:
     realized_pnl: Decimal  # cumulative, net of fees
     unrealized_pnl: Decimal
     closed_pnls: tuple[Decimal, ...] = ()  # round trips closed since last report, oldest first
-    ts_ms: int = 0  # 0 = unknown; otherwise an older or equal ts_ms than the last one is ignored
+    ts_ms: int = 0  # 0 = unknown; else round trips count only if newer than the last counted
 
     @property
     def exposure_quote(self) -> Decimal:
@@ -315,15 +315,17 @@ class RiskBook:
             self._restore(saved)
 
     def report(self, report: ExposureReport) -> RiskState:
-        """The latest report per symbol replaces the previous one. A report whose nonzero ts_ms is
-        not newer than the symbol's last one is ignored (so a retried report counts once, also
-        when the first attempt was counted and persisted just before a restart)."""
-        if report.ts_ms and report.ts_ms <= self._last_ts.get(report.symbol, 0):
-            return self.state()
-        self._last_ts[report.symbol] = report.ts_ms
+        """The report that arrived last sets the symbol's exposure and PnL. Its round trips
+        are counted only when its nonzero ts_ms is newer than the symbol's last counted one, so
+        a retried report counts them once, also when the first attempt was counted and saved
+        just before a restart. (Exposure does not wait for a newer ts_ms: a symbol whose clock
+        is behind the saved one, after a clock step or a move to another node, must not drop
+        out of the exposure cap; its sender keeps its own ts_ms increasing.)"""
         self._reports[report.symbol] = report
         self._saved_pnl.pop(report.symbol, None)
-        self._breaker.observe_round_trips(report.closed_pnls)
+        if not report.ts_ms or report.ts_ms > self._last_ts.get(report.symbol, 0):
+            self._last_ts[report.symbol] = report.ts_ms
+            self._breaker.observe_round_trips(report.closed_pnls)
         return self._refresh()
 
     def forget(self, symbol: str) -> RiskState:

@@ -118,6 +118,7 @@ class SymbolService:
         self._fill_watermark = journal.last_fill_rowid(self.symbol)
         self._pending_watermark = self._fill_watermark
         self._unanswered: ExposureReport | None = None  # sent, answer lost
+        self._report_ts = 0  # the last report's ts_ms: the next one's is always newer
         # told after any change made outside a delivery (risk, pause, resume, drain, periodic
         # reconcile): whoever holds ticks back by `quiet_box` must ask again
         self.on_change: Callable[[], None] = _nothing
@@ -265,6 +266,9 @@ class SymbolService:
         )
         engine = self.engine
         price = engine.last_tick.price if engine.last_tick is not None else Decimal(0)
+        # newer than the last even if the wall clock was stepped back: the risk engine counts
+        # the round trips of a report only when its ts_ms is newer than the last it counted
+        self._report_ts = max(self.clock.now_ms(), self._report_ts + 1)
         return ExposureReport(
             symbol=self.symbol,
             inventory_qty=engine.pm.snapshot().inventory_qty,
@@ -272,7 +276,7 @@ class SymbolService:
             realized_pnl=engine.pm.totals.realized_pnl,
             unrealized_pnl=engine.unrealized_pnl(),
             closed_pnls=tuple(pnls),
-            ts_ms=self.clock.now_ms(),
+            ts_ms=self._report_ts,
         )
 
     def confirm_report(self) -> None:

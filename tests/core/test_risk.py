@@ -123,14 +123,14 @@ def test_book_sums_latest_report_per_symbol_and_forget_removes_it():
     assert book.forget("ETH") == state  # idempotent
 
 
-def test_stale_or_repeated_report_is_ignored():
+def test_round_trips_of_a_stale_or_repeated_report_are_not_counted_again():
     book = RiskBook(RiskLimits(max_consecutive_losses=2))
     book.report(rep(qty="1", closed=["-1"], ts=10))
     state = book.report(rep(qty="1", closed=["-1"], ts=10))  # a retry of the same report
     assert state.losing_streak == 1
-    state = book.report(rep(qty="9", closed=["-1"], ts=5))  # older than what we have
-    assert state.exposure_quote == D(100)
+    state = book.report(rep(qty="9", closed=["-1"], ts=5))  # not newer than what we counted
     assert not state.halted
+    assert state.exposure_quote == D(900)  # the exposure that arrived last stands
     assert book.report(rep(closed=["-1"], ts=11)).reasons == ("breaker",)
 
 
@@ -242,6 +242,14 @@ def test_a_report_counted_before_a_restart_and_sent_again_counts_once():
     assert restored.report(rep("BTC", closed=["-1"], ts=11)).reasons == ("breaker",)
     restored.forget("BTC")  # a symbol removed and added again starts afresh
     assert "ts:BTC" not in restored.persisted()
+
+
+def test_a_symbol_whose_clock_is_behind_the_saved_ts_stays_in_the_exposure_cap():
+    limits = RiskLimits(max_exposure_quote=D(500))
+    book = RiskBook(limits)
+    book.report(rep("BTC", qty="1", ts=2_000_000))
+    restored = RiskBook(limits, book.persisted())  # the symbol now runs on a slower clock
+    assert restored.report(rep("BTC", qty="6", ts=1_000_000)).reasons == ("exposure",)
 
 
 @pytest.mark.parametrize(

@@ -495,3 +495,26 @@ def test_a_report_whose_answer_was_lost_is_sent_again_as_it_was_before_a_fresh_o
     assert len(lost.closed_pnls) == 1 and resent is lost  # the same report, the same ts_ms
     assert fresh.closed_pnls == () and fresh.ts_ms > lost.ts_ms
     assert later.closed_pnls == () and later.ts_ms > fresh.ts_ms
+
+
+def test_report_times_keep_increasing_when_the_wall_clock_is_stepped_back(h):
+    """The risk engine counts a report's round trips only when its ts_ms is newer than the
+    last it counted: a report stamped with a clock stepped back would lose its round trips."""
+    sent = []
+
+    async def send(report):
+        sent.append(report)
+        return RiskState(halted=False)
+
+    async def scenario():
+        await h.service.start()
+        await h.deliver("10000")
+        await h.service.report_exposure(send)
+        await h.move("9900")
+        await h.move("10000")  # one round trip closed
+        h.clock._now_ms -= 60_000  # stepped back (VirtualClock.set never moves back)
+        await h.service.report_exposure(send)
+
+    run(scenario())
+    first, second = sent
+    assert len(second.closed_pnls) == 1 and second.ts_ms > first.ts_ms
