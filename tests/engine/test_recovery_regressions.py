@@ -369,3 +369,45 @@ def test_a_fill_learned_by_reconcile_is_in_phase_fill_received_and_a_crash_there
         check_invariants(again.journal, rig.sim, rig.symbol, "t1")
 
     run(scenario())
+
+
+@pytest.mark.parametrize("path", ["on_order_report", "on_events"])
+def test_a_crash_after_a_streamed_fill_is_applied_but_before_its_commit_loses_nothing(
+    tmp_path, path
+):
+    """Phase `fill_received` on the stream paths (an order update alone, or in a pushed
+    delivery): the fill is in memory and its commit is lazy; the process dies before it."""
+
+    async def scenario():
+        crash = {"armed": False}
+
+        def on_phase(name):
+            if crash["armed"] and name == "fill_received":
+                rig.journal.db.conn.close()  # the process is gone: nothing more reaches the file
+                raise Crash(name)  # (on_events commits in a `finally`, which now fails)
+
+        rig = make_rig(journal=Journal(tmp_path / "j.db"), on_phase=on_phase)
+        await rig.engine.start()
+        await rig.step("10000")
+        rig.clock.advance(1000)
+        reports = rig.sim.set_price(rig.symbol, D("9850"))
+        filled = {r.client_id for r in reports if r.filled_qty > 0}
+        assert filled
+        crash["armed"] = True
+        tick = PriceTick(rig.symbol, D("9850"), rig.clock.now_ms())
+        with pytest.raises((Crash, sqlite3.ProgrammingError)):
+            if path == "on_order_report":
+                for report in reports:
+                    await rig.engine.on_order_report(report)
+            else:
+                await rig.engine.on_events(reports, tick)
+        assert not Journal(tmp_path / "j.db").fills(rig.symbol)  # died before the commit
+        again = make_rig(
+            symbol=rig.symbol, clock=rig.clock, venue=rig.sim, journal=Journal(tmp_path / "j.db")
+        )
+        await again.engine.start()
+        assert {f.client_id for f in again.journal.fills(rig.symbol)} == filled
+        await again.step("9850")
+        check_invariants(again.journal, rig.sim, rig.symbol, "t1")
+
+    run(scenario())
