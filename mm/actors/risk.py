@@ -23,7 +23,7 @@ from mm.actors.calls import call
 from mm.core.model import Candle
 from mm.core.risk import ExposureReport, RiskBook, RiskState
 from mm.settings import MarketMakerSettings
-from mm.store.registry import Registry
+from mm.store.registry import ACTIVE, Registry
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +62,25 @@ class RiskActor:
 
     # -- inputs ------------------------------------------------------------------------------
     async def report(self, report: ExposureReport) -> RiskState:
-        self._symbols.add(report.symbol)
-        return self._changed(self.book.report(report))
+        return await self.report_many([report])
 
     async def report_many(self, reports: Sequence[ExposureReport]) -> RiskState:
         """Several symbols' reports in one call (the connector relays those of its node's
-        symbols together); the answer is the state after all of them."""
+        symbols together); the answer is the state after all of them. A report of a symbol
+        that is not an active one of the registry (being removed, or removed: a report still
+        in a connector's batch can arrive after `forget`) is not counted."""
         state = self.book.state()
         for report in reports:
+            if not self._active(report.symbol):
+                log.info("risk report of %s ignored: not an active symbol", report.symbol)
+                continue
             self._symbols.add(report.symbol)
             state = self.book.report(report)
         return self._changed(state)
+
+    def _active(self, symbol: str) -> bool:
+        entry = self.registry.get(symbol)
+        return entry is not None and entry.state == ACTIVE
 
     async def forget(self, symbol: str) -> RiskState:
         self._symbols.discard(symbol)

@@ -4,6 +4,7 @@ orchestrator and of a symbol actor, and a slow symbol that must not hold up the 
 from __future__ import annotations
 
 import time
+from decimal import Decimal as D
 
 import pytest
 import ray
@@ -12,7 +13,9 @@ from mm.actors import options
 from mm.actors.calls import get
 from mm.core import ids
 from mm.core.model import Role
+from mm.core.risk import ExposureReport
 from mm.errors import ConfigError, SymbolExists, UnknownSymbol
+from mm.store.registry import Registry
 from tests.actors.conftest import invariants
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -22,7 +25,7 @@ def actor_id(mm, symbol: str) -> str:
     return mm.symbol(symbol)._actor_id.hex()
 
 
-def test_add_and_remove_symbols_at_run_time_survive_an_orchestrator_restart(market_maker):
+def test_add_and_remove_symbols_at_run_time_survive_an_orchestrator_restart(market_maker, tmp_path):
     mm = market_maker(["BTCUSDT"])
     mm.wait_symbol("BTCUSDT", lambda s: s["state"] == "QUOTING" and s["open_orders"] > 0)
 
@@ -47,6 +50,11 @@ def test_add_and_remove_symbols_at_run_time_survive_an_orchestrator_restart(mark
     with pytest.raises(ValueError):
         mm.symbol("BTCUSDT")  # its actor is gone
     assert "BTCUSDT" not in get(mm.actor(options.CONNECTOR).routes.remote())
+    late = ExposureReport("BTCUSDT", D(5), D(10000), D(-9), D(0), (D(-9),), ts_ms=2**40)
+    risk = mm.actor(options.RISK)
+    get(risk.report.remote(late))  # a report still in a connector's batch when it was forgotten
+    assert D(get(risk.state.remote())["exposure_quote"]) < 50_000  # not counted
+    assert "BTCUSDT" not in Registry(tmp_path / "control.db").control("risk")  # nor saved
 
     sol_actor = actor_id(mm, "SOLUSDT")
     first_pid = get(mm.handle.ready.remote())["pid"]
