@@ -245,6 +245,15 @@ def test_live_feed_moves_markets_at_their_own_offsets_within_an_interval(spread)
     run(scenario())
 
 
+async def live_tick_times(sim, n):
+    """Run `sim`'s live feed until it published `n` ticks of SPOT: their times from T0."""
+    stream = sim.stream_prices([SPOT])
+    sim.start()
+    ticks = await take(stream, n, timeout_s=5)
+    await sim.close()
+    return [t.ts_ms - T0 for t in ticks]
+
+
 def test_live_feed_keeps_its_pace_and_resumes_after_a_stall_without_a_burst():
     """Steps are paced by deadlines (the time a step takes is not added on); after a stall of
     more than an interval the feed resumes from now instead of catching up in a burst."""
@@ -260,15 +269,7 @@ def test_live_feed_keeps_its_pace_and_resumes_after_a_stall_without_a_burst():
     sim.step = slow_step
 
     async def scenario():
-        stream = sim.stream_prices([SPOT])
-        sim.start()
-        ticks = []
-        async with asyncio.timeout(5):
-            async for tick in stream:
-                ticks.append(tick.ts_ms - T0)
-                if len(ticks) == 6:
-                    break
-        await sim.close()
+        ticks = await live_tick_times(sim, 6)
         assert ticks == [10, 20, 55, 65, 75, 85]  # not 55, 55, 55, 60 (a burst to catch up)
 
     run(scenario())
@@ -298,15 +299,7 @@ def test_live_feed_keeps_going_when_the_wall_clock_is_stepped_back():
     clock.sleep = recorded_sleep
 
     async def scenario():
-        stream = sim.stream_prices([SPOT])
-        sim.start()
-        ticks = []
-        async with asyncio.timeout(5):
-            async for tick in stream:
-                ticks.append(tick.ts_ms - T0)
-                if len(ticks) == 5:
-                    break
-        await sim.close()
+        ticks = await live_tick_times(sim, 5)
         assert ticks == [10, 20, -59_980, -59_970, -59_960]
         assert max(longest) <= 0.010  # never longer than an interval
 
